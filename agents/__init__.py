@@ -4,6 +4,6 @@
 scores a checkpoint through `search_envs.policies`; `search-envs train` is the CLI.
 """
 
-from agents.config import TrainConfig
+from .config import TrainConfig
 
 __all__ = ["TrainConfig"]

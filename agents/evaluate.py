@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agents.checkpoint import resolve_actor_dir
+from .checkpoint import resolve_actor_dir
 
 
 def checkpoint_policy(path: str | Path, protocol=None, **generator_kwargs):

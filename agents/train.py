@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
-from agents.config import TrainConfig
-from agents.critic import ValueModel
-from agents.objectives import (
+from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from .config import TrainConfig
+from .critic import ValueModel
+from .objectives import (
     entropy_from_logits,
     grpo_advantages,
     kl_k1,
@@ -43,7 +43,7 @@ from agents.objectives import (
     token_logprobs,
     value_loss,
 )
-from agents.rollout import HFGenerator, RolloutStats, Trajectory, VLLMGenerator, collect_rollouts
+from .rollout import HFGenerator, RolloutStats, Trajectory, VLLMGenerator, collect_rollouts
 from search_envs.rewards import exact_match, f1_score
 
 

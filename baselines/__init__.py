@@ -4,9 +4,9 @@ LM baselines prompt SmolLM2-135M-Instruct by default; pass `generator=` (an
 `HFGenerator` or `OpenAIGenerator`) to use another model.
 """
 
-from baselines.prompting import RAG, ChainOfThought, DirectAnswer, IRCoT
-from baselines.sanity import OracleRetrieval, RandomPolicy
-from baselines.search_o1 import SearchO1
+from .prompting import RAG, ChainOfThought, DirectAnswer, IRCoT
+from .sanity import OracleRetrieval, RandomPolicy
+from .search_o1 import SearchO1
 
 BASELINES = {
     cls.name: cls for cls in (DirectAnswer, ChainOfThought, RAG, IRCoT, SearchO1, RandomPolicy, OracleRetrieval)

@@ -7,7 +7,7 @@ run on any search environment and are scored by the env like any agent.
 
 from __future__ import annotations
 
-from baselines.common import Baseline, documents_text, question_of, short_answer, thoughts, turns_taken
+from .common import Baseline, documents_text, question_of, short_answer, thoughts, turns_taken
 from search_envs.policies.base import History
 
 DIRECT_PROMPT = "Answer the question with a short answer of a few words, without explanation.\nQuestion: {q}\nAnswer:"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from baselines.common import Baseline, documents_text, question_of, turns_taken
+from .common import Baseline, documents_text, question_of, turns_taken
 from search_envs.policies.base import History
 from search_envs.rewards import answer_in_texts
 

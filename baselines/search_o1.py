@@ -10,7 +10,7 @@ the answer tag is opened for the model so the episode ends with an answer.
 
 from __future__ import annotations
 
-from baselines.common import Baseline, question_of, turns_taken
+from .common import Baseline, question_of, turns_taken
 from search_envs.policies.base import History, prompt_of
 from search_envs.generation import cut_at_stop
 

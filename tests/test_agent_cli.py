@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agents.tiny import tiny_llama, torch_threads, word_tokenizer
+from search_envs.agents.tiny import tiny_llama, torch_threads, word_tokenizer
 from search_envs.cli import build_parser, main
 from search_envs.commands.train import config_from_args
 
@@ -63,7 +63,7 @@ def test_cli_trains_and_checkpoint_evaluates_through_policy_interface(tmp_path):
     assert (out / "checkpoints" / "latest").read_text() == "step_000002"
     assert (out / "curves.png").is_file()
 
-    from agents.evaluate import evaluate_checkpoint
+    from search_envs.agents.evaluate import evaluate_checkpoint
 
     summary, records = evaluate_checkpoint(out, tasks="ramp:test", n=2, max_new_tokens=4, batch_size=2,
                                            env_kwargs={"max_turns": 2}, device="cpu", progress=False)

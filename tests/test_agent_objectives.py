@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from agents.objectives import (
+from search_envs.agents.objectives import (
     grpo_advantages,
     kl_k1,
     kl_k3,

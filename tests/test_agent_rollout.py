@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.config import TrainConfig
-from agents.objectives import entropy_from_logits, token_logprobs
-from agents.rollout import HFGenerator, StopOnStrings, collect_rollouts, encode_prompt, truncate_at_stop
-from agents.tiny import tiny_llama, torch_threads, word_tokenizer
-from agents.train import actor_loss, pad_batch
+from search_envs.agents.config import TrainConfig
+from search_envs.agents.objectives import entropy_from_logits, token_logprobs
+from search_envs.agents.rollout import HFGenerator, StopOnStrings, collect_rollouts, encode_prompt, truncate_at_stop
+from search_envs.agents.tiny import tiny_llama, torch_threads, word_tokenizer
+from search_envs.agents.train import actor_loss, pad_batch
 from search_envs.protocols import SearchR1Protocol
 
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from agents.config import TrainConfig
-from agents.tiny import tiny_llama, torch_threads, word_tokenizer
-from agents.train import curriculum_progress, step_questions, train
+from search_envs.agents.config import TrainConfig
+from search_envs.agents.tiny import tiny_llama, torch_threads, word_tokenizer
+from search_envs.agents.train import curriculum_progress, step_questions, train
 from search_envs.env import SearchEnv
 from search_envs.protocols import Protocol
 from search_envs.types import Action, Task

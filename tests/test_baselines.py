@@ -7,8 +7,8 @@ import gymnasium as gym
 import pytest
 
 import search_envs  # noqa: F401
-from baselines import BASELINES, OracleRetrieval, RandomPolicy
-from baselines.common import documents_text, short_answer
+from search_envs.baselines import BASELINES, OracleRetrieval, RandomPolicy
+from search_envs.baselines.common import documents_text, short_answer
 from search_envs.policies import run_episodes
 from tests.test_policies import env, smollm2  # noqa: F401  (shared fixtures)
 

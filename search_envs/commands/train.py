@@ -28,7 +28,7 @@ def _field_type(f):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from agents.config import TrainConfig
+    from search_envs.agents.config import TrainConfig
 
     p = sub.add_parser("train", help="train a search agent with PPO or GRPO", description=__doc__.split("\n")[0])
     for f in fields(TrainConfig):
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from agents.config import TrainConfig
+    from search_envs.agents.config import TrainConfig
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     env_kwargs = dict(given.pop("env_kwargs", None) or TrainConfig().env_kwargs)
@@ -63,7 +63,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.train import train
+    from search_envs.agents.train import train
 
     cfg = config_from_args(args)
     rows = train(cfg)

@@ -54,7 +54,7 @@ def _checkpoint_dir(path: str) -> Path:
     folder = Path(path).expanduser()
     if folder.is_dir() and not any(folder.glob("*.safetensors")):
         try:
-            from agents.checkpoint import resolve_actor_dir
+            from search_envs.agents.checkpoint import resolve_actor_dir
         except ImportError:
             pass
         else:
@@ -83,7 +83,7 @@ def make_policy(name: str, protocol: str | None = None, **kwargs: Any) -> Policy
         return CallablePolicy(load_callable(rest), name=name)
     if name in ("hf", "smollm2"):
         return make_policy("hf:smollm2", protocol=protocol, **kwargs)
-    from baselines import BASELINES
+    from search_envs.baselines import BASELINES
 
     base, _, model = name.partition("@")
     if base not in BASELINES:
