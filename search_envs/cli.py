@@ -16,6 +16,7 @@ COMMANDS = [
     "search_envs.commands.run",
     "search_envs.commands.bench",
     "search_envs.commands.train",
+    "search_envs.commands.data",
 ]
 
 
