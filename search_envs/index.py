@@ -8,28 +8,37 @@ A hybrid index is a directory holding a `bm25/` and a `dense/` index.
 Loading checks the manifest, the engine kind, the corpus hash (when a corpus is
 given) and every file's size; `check_index(deep=True)` also checks sha256 sums.
 Anything wrong raises `BrokenIndexError`, which names the file and the rebuild command.
+
+`open_engine` is the one place that turns an engine spec into an engine: a kind
+(loaded from `index_dir`, or built into the cache on first use), a retrieval
+server URL, or a ready `SearchEngine`. Each engine class names its own parameters
+(`build_params`, `load_params`); `engine_params` reads them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
+import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_envs.corpus import CorpusStats, file_sha256, iter_passages, resolve_corpus, write_store
+
+if TYPE_CHECKING:
+    from search_envs.engines.base import SearchEngine
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 KINDS = ("bm25", "dense", "hybrid")
-# Search-time settings each engine takes on load; others (meant for another kind) are ignored.
-LOAD_PARAMS = {"bm25": {"n_threads"}, "dense": {"encoder", "device", "batch_size", "ef_search", "nprobe"}}
+# taken by every kind's build: how the corpus is cut into passages, and whether to show progress
+INDEX_PARAMS = ("passage_words", "show_progress")
 
 
 class BrokenIndexError(ValueError):
@@ -131,28 +140,53 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def split_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The build parameters that the `kind` engine's build takes (plus passage_words)."""
-    from search_envs.engines.bm25 import BM25Engine
-    from search_envs.engines.dense import DenseEngine
+def engine_class(kind: str) -> type:
+    """The engine class of an index kind (imported on demand: faiss and bm25s are heavy)."""
+    if kind == "bm25":
+        from search_envs.engines.bm25 import BM25Engine
 
-    build = BM25Engine.build if kind == "bm25" else DenseEngine.build
-    accepted = set(inspect.signature(build).parameters) | {"passage_words"}
+        return BM25Engine
+    if kind == "dense":
+        from search_envs.engines.dense import DenseEngine
+
+        return DenseEngine
+    if kind == "hybrid":
+        from search_envs.engines.hybrid import HybridEngine
+
+        return HybridEngine
+    raise ValueError(f"unknown engine kind {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+def engine_params(kind: str) -> tuple[set[str], set[str]]:
+    """(build params, load params) of a kind, as its engine class(es) name them."""
+    if kind == "hybrid":
+        (bb, bl), (db, dl) = engine_params("bm25"), engine_params("dense")
+        return bb | db, bl | dl | set(engine_class("hybrid").load_params)
+    cls = engine_class(kind)
+    return set(cls.build_params) | set(INDEX_PARAMS), set(cls.load_params)
+
+
+def _for_kind(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The build params of a hybrid index meant for one of its parts."""
+    accepted = engine_params(kind)[0]
     return {k: v for k, v in params.items() if k in accepted}
 
 
-def _build_into(directory: Path, corpus_path: Path, corpus_sha: str, kind: str, skip_bad: bool, params: dict[str, Any]) -> dict[str, Any]:
-    from search_envs.engines.bm25 import BM25Engine
-    from search_envs.engines.dense import DenseEngine
+def _only(kind: str, params: dict[str, Any], accepted: set[str], what: str) -> dict[str, Any]:
+    unknown = set(params) - accepted
+    if unknown:
+        raise ValueError(f"unknown {what} parameter(s) for {kind}: {', '.join(sorted(unknown))}")
+    return dict(params)
 
+
+def _build_into(directory: Path, corpus_path: Path, corpus_sha: str, kind: str, skip_bad: bool, params: dict[str, Any]) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     stats = CorpusStats()
     words = int(params.pop("passage_words", 100))
     count = write_store(iter_passages(corpus_path, words=words, skip_bad=skip_bad, stats=stats), directory)
     if count == 0:
         raise ValueError(f"{corpus_path}: no passages (empty corpus)")
-    engine = BM25Engine if kind == "bm25" else DenseEngine
-    info = engine.build(directory, **params)
+    info = engine_class(kind).build(directory, **params)
     return write_manifest(
         directory,
         {
@@ -190,11 +224,9 @@ def build_index(
     corpus_path = resolve_corpus(corpus)
     corpus_sha = file_sha256(corpus_path)
     with atomic_dir(out, overwrite=overwrite) as tmp:
+        _only(kind, params, engine_params(kind)[0], "index")
         if kind == "hybrid":
-            bm25_params, dense_params = split_params("bm25", params), split_params("dense", params)
-            unknown = set(params) - set(bm25_params) - set(dense_params)
-            if unknown:
-                raise ValueError(f"unknown index parameter(s) for hybrid: {', '.join(sorted(unknown))}")
+            bm25_params, dense_params = _for_kind("bm25", params), _for_kind("dense", params)
             sub = {
                 "bm25": _build_into(tmp / "bm25", corpus_path, corpus_sha, "bm25", skip_bad, bm25_params),
                 "dense": _build_into(tmp / "dense", corpus_path, corpus_sha, "dense", skip_bad, dense_params),
@@ -211,32 +243,152 @@ def build_index(
                 },
             )
         else:
-            unknown = set(params) - set(split_params(kind, params))
-            if unknown:
-                raise ValueError(f"unknown index parameter(s) for {kind}: {', '.join(sorted(unknown))}")
             _build_into(tmp, corpus_path, corpus_sha, kind, skip_bad, dict(params))
     return out
 
 
-def load_index(directory: str | Path, corpus: str | Path | None = None, kind: str | None = None, **params: Any):
+def load_index(directory: str | Path, corpus: str | Path | None = None, kind: str | None = None, **params: Any) -> "SearchEngine":
     """Open a built index as a SearchEngine, after validating it.
 
-    params override search-time settings (dense: ef_search, nprobe, batch_size,
-    device; hybrid: rrf_k, fetch_k).
+    params override search-time settings (bm25: n_threads; dense: encoder,
+    ef_search, nprobe, batch_size, device; hybrid: those and rrf_k, fetch_k);
+    settings meant for another kind are ignored.
     """
-    from search_envs.engines.bm25 import BM25Engine
-    from search_envs.engines.dense import DenseEngine
-    from search_envs.engines.hybrid import HybridEngine
-
     directory = Path(directory)
     manifest = check_index(directory, kind=kind, corpus=corpus)
     if manifest["kind"] == "hybrid":
-        return HybridEngine.from_dirs(directory / "bm25", directory / "dense", **params)
-    engine = BM25Engine if manifest["kind"] == "bm25" else DenseEngine
-    accepted = LOAD_PARAMS[manifest["kind"]]
+        return load_hybrid(directory / "bm25", directory / "dense", **params)
+    accepted = engine_params(manifest["kind"])[1]
     try:
-        return engine(directory, manifest, **{k: v for k, v in params.items() if k in accepted})
+        return engine_class(manifest["kind"])(directory, manifest, **{k: v for k, v in params.items() if k in accepted})
     except BrokenIndexError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, EOFError) as exc:
         raise BrokenIndexError(directory, f"cannot be loaded ({type(exc).__name__}: {exc})") from exc
+
+
+def load_hybrid(bm25_dir: str | Path, dense_dir: str | Path, **params: Any) -> "SearchEngine":
+    """A HybridEngine over a BM25 and a dense index built from the same corpus (checked by hash)."""
+    hybrid = engine_class("hybrid")
+    bm25 = load_index(bm25_dir, kind="bm25", **params)
+    dense = load_index(dense_dir, kind="dense", **params)
+    if bm25.manifest.get("corpus_sha256") != dense.manifest.get("corpus_sha256"):
+        bm25.close()
+        dense.close()
+        raise BrokenIndexError(dense_dir, f"built from a different corpus than {bm25_dir}; passage ids would not match")
+    return hybrid(bm25, dense, **{k: v for k, v in params.items() if k in hybrid.load_params})
+
+
+# -- engine specs ---------------------------------------------------------------------
+
+ENGINE_SPEC_HELP = "an engine is 'bm25', 'dense', 'hybrid', a retrieval server URL (http://host:port) or a SearchEngine"
+
+
+def is_server_url(spec: Any) -> bool:
+    return isinstance(spec, str) and spec.startswith(("http://", "https://"))
+
+
+def open_engine(
+    spec: "str | SearchEngine",
+    corpus: str | Path | None = None,
+    index_dir: str | Path | Sequence[str | Path] | None = None,
+    **params: Any,
+) -> "SearchEngine":
+    """A ready engine from an engine spec (the one place that decides what a spec means).
+
+    spec: "bm25", "dense" or "hybrid"; the URL of a retrieval server speaking
+    Search-R1's /retrieve protocol (`search-envs serve`, or Search-R1's own
+    retrieval_server.py), searched through `RemoteEngine` (params: its options;
+    api_key defaults to $SEARCH_ENVS_API_KEY); or a `SearchEngine`, returned as is.
+
+    For a kind: with `index_dir`, load it (hybrid: a directory holding bm25/ and
+    dense/, or a pair of directories); a given `corpus` is checked against the
+    index's hash. Without, build an index of `corpus` (None: the embedded Wikipedia
+    sample) into the cache on first use and reuse it afterwards. Each param goes
+    where the kind's engine class says: search-time ones (its `load_params`) to the
+    engine, the others (its `build_params`) to the build.
+    """
+    from search_envs.engines.base import SearchEngine
+
+    if isinstance(spec, SearchEngine):
+        if corpus is not None or index_dir is not None or params:
+            raise ValueError("corpus, index_dir or engine options given with a ready SearchEngine")
+        return spec
+    if is_server_url(spec):
+        if corpus is not None or index_dir is not None:
+            raise ValueError(f"a retrieval server ({spec}) takes no corpus or index_dir: the server has its own")
+        from search_envs.engines.remote import RemoteEngine
+
+        params.setdefault("api_key", os.environ.get("SEARCH_ENVS_API_KEY"))
+        return RemoteEngine(spec, **params)
+    if not isinstance(spec, str) or spec not in KINDS:
+        raise ValueError(f"unknown engine kind {spec!r}; {ENGINE_SPEC_HELP}")
+    kind = spec
+    build_accepts, load_accepts = engine_params(kind)
+    search_params = {k: v for k, v in params.items() if k in load_accepts}
+    build_params = {k: v for k, v in params.items() if k not in load_accepts}
+    if index_dir is not None and not isinstance(index_dir, (str, Path)):
+        bm25_dir, dense_dir = index_dir
+        if corpus is not None:
+            check_index(bm25_dir, kind="bm25", corpus=corpus)  # load_hybrid checks dense against bm25
+        return load_hybrid(bm25_dir, dense_dir, **search_params)
+    if index_dir is None and kind == "hybrid":
+        # Fuse the cached BM25 and dense indexes: nothing is encoded twice.
+        _only(kind, build_params, build_accepts, "index")
+        return load_hybrid(
+            _cached_build("bm25", corpus, _for_kind("bm25", build_params), search_params),
+            _cached_build("dense", corpus, _for_kind("dense", build_params), search_params),
+            **search_params,
+        )
+    if index_dir is None:
+        index_dir = _cached_build(kind, corpus, build_params, search_params)
+        corpus = None  # the cache name already pins the corpus hash
+    return load_index(index_dir, corpus=corpus, kind=kind, **search_params)
+
+
+def cached_index_dir(kind: str, corpus: str | Path | None = None, **build_params: Any) -> Path:
+    """Where `open_engine` keeps the index of (kind, corpus, build params):
+    `cache_dir()/indexes/<kind>-<corpus sha256[:12]>[-<model>][-<params hash>]`.
+    Search-time settings (the kind's `load_params`) do not change the index, so not its name."""
+    from search_envs.data import cache_dir
+    from search_envs.engines.dense import DEFAULT_MODEL
+
+    name = f"{kind}-{file_sha256(resolve_corpus(corpus))[:12]}"
+    load_accepts = engine_params(kind)[1]
+    build_params = {k: v for k, v in build_params.items() if k not in ("show_progress", "overwrite") and k not in load_accepts}
+    if kind != "bm25":
+        model = build_params.pop("model", DEFAULT_MODEL)
+        name += "-" + re.sub(r"[^A-Za-z0-9._-]+", "_", str(model).rstrip("/").split("/")[-1])
+    if build_params:
+        name += "-" + hashlib.sha256(json.dumps(build_params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return cache_dir() / "indexes" / name
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock so concurrent first uses build an index once (POSIX; elsewhere the atomic rename decides)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _cached_build(kind: str, corpus: str | Path | None, build_params: dict, search_params: dict) -> Path:
+    """The cache directory of this index, built first if it is not there yet.
+    Search-time settings the build also takes (the encoder, its device) are passed to it."""
+    index_dir = cached_index_dir(kind, corpus, **build_params)
+    if not index_dir.is_dir():
+        with _file_lock(index_dir.with_name(index_dir.name + ".lock")):
+            if not index_dir.is_dir():
+                build_accepts = engine_params(kind)[0]
+                params = {**{k: v for k, v in search_params.items() if k in build_accepts}, **build_params}
+                build_index(corpus, kind, index_dir, **params)
+    return index_dir

@@ -6,7 +6,6 @@ Each entry point builds its engine lazily (on the first search), so
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,9 @@ def make_wiki_env(
     offline masked-prediction task set), or a TaskSet / list of Tasks.
     Other keyword arguments go to `SearchEnv` (protocol, reward, top_k, ...).
     """
-    from search_envs.engines import open_engine
+    from search_envs.index import open_engine
 
     def factory():
-        if engine.startswith(("http://", "https://")):
-            from search_envs.engines.remote import RemoteEngine
-
-            return RemoteEngine(engine, api_key=os.environ.get("SEARCH_ENVS_API_KEY"))
         return open_engine(engine, corpus=corpus, index_dir=index_dir)
 
     return SearchEnv(factory, tasks, **env_kwargs)

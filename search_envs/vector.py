@@ -328,7 +328,7 @@ def make_vec(
     num_envs: int,
     *,
     asynchronous: bool = False,
-    engine: SearchEngine | None = None,
+    engine: SearchEngine | str | None = None,
     max_in_flight: int = 16,
     step_timeout: float = 30.0,
     **kwargs: Any,
@@ -341,6 +341,10 @@ def make_vec(
     """
     if num_envs < 1:
         raise ValueError("num_envs must be >= 1")
+    if engine is not None:
+        from search_envs.index import open_engine
+
+        engine = open_engine(engine)
     envs = [gym.make(id, **kwargs) for _ in range(num_envs)]
     if asynchronous:
         return AsyncSearchVectorEnv(envs, engine, max_in_flight=max_in_flight, step_timeout=step_timeout)

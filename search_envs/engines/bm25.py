@@ -30,6 +30,8 @@ def tokenize(texts: list[str], stemmer: Any, show_progress: bool = False) -> lis
 
 class BM25Engine(StoreEngine):
     name = "bm25"
+    build_params = ("k1", "b", "method")
+    load_params = ("n_threads",)
 
     def __init__(self, directory: str | Path, manifest: dict[str, Any] | None = None, n_threads: int = 0):
         directory = Path(directory)

@@ -8,8 +8,6 @@ is the sum over engines of 1 / (rrf_k + rank). Each engine is asked for
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from search_envs.engines.base import SearchEngine
 from search_envs.types import Document, QueryContext
@@ -30,24 +28,13 @@ def reciprocal_rank_fusion(rankings: Sequence[list[Document]], k: int, rrf_k: in
 
 
 class HybridEngine(SearchEngine):
+    """RRF over a BM25 and a dense engine (`search_envs.index` loads a hybrid index into one)."""
+
     name = "hybrid"
+    load_params = ("rrf_k", "fetch_k")
 
     def __init__(self, bm25: SearchEngine, dense: SearchEngine, rrf_k: int = RRF_K, fetch_k: int | None = None):
         self.bm25, self.dense, self.rrf_k, self.fetch_k = bm25, dense, rrf_k, fetch_k
-
-    @classmethod
-    def from_dirs(cls, bm25_dir: str | Path, dense_dir: str | Path, rrf_k: int = RRF_K, fetch_k: int | None = None,
-                  **params: Any) -> "HybridEngine":
-        """Load a BM25 and a dense index built from the same corpus (checked by hash)."""
-        from search_envs.index import BrokenIndexError, load_index
-
-        bm25 = load_index(bm25_dir, kind="bm25", **params)
-        dense = load_index(dense_dir, kind="dense", **params)
-        if bm25.manifest.get("corpus_sha256") != dense.manifest.get("corpus_sha256"):
-            bm25.close()
-            dense.close()
-            raise BrokenIndexError(dense_dir, f"built from a different corpus than {bm25_dir}; passage ids would not match")
-        return cls(bm25, dense, rrf_k, fetch_k)
 
     def search(
         self, queries: Sequence[str], k: int, contexts: Sequence[QueryContext] | None = None
