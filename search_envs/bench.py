@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from search_envs.data import shared_data_dir
-from search_envs.policies.base import EpisodeRecord, Policy, clone_search_env, run_episodes, summarize
+from search_envs.policies.base import EpisodeRecord, Policy, run_episodes, summarize
 from search_envs.rewards import answer_in_texts
 
 DR_PARQUET = "{data}/qa/deepresearcher_dev_7datasets.parquet"
@@ -234,7 +234,7 @@ def run_suite(
                 todo = [t.id for t in tasks if t.id not in seen]
                 if not todo:
                     continue
-                denv = clone_search_env(base, tasks=tasks)
+                denv = base.sibling(tasks=tasks)
 
                 def save(rec: EpisodeRecord, dname: str = dname) -> None:
                     row = {"dataset": dname, "policy": pname, **rec.to_dict()}

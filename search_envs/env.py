@@ -22,7 +22,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from search_envs.curriculum import make_schedule
-from search_envs.engines.base import SearchEngine
+from search_envs.engines.base import SearchEngine, SearchFailure
 from search_envs.protocols import Protocol, make_protocol
 from search_envs.rewards import EpisodeOutcome, RewardSpec, make_reward
 from search_envs.tasks import TaskSet
@@ -31,12 +31,19 @@ from search_envs.types import Action, Document, QueryContext, Task
 MAX_TEXT_CHARS = 1_000_000
 
 
+# Unicode code points that can stand in a Python str that encodes (no UTF-16 surrogates).
+_SURROGATES = range(0xD800, 0xE000)
+_CODE_POINTS = 0x110000 - len(_SURROGATES)
+
+
 class TextSpace(spaces.Text):
-    """`spaces.Text` that accepts any unicode string up to `max_length`.
+    """`spaces.Text` that contains any unicode string up to `max_length`.
 
     Gymnasium's Text space only contains strings over a fixed character set,
-    which no natural-language observation respects; sampling still draws from
-    printable ASCII so `action_space.sample()` gives a (silly but valid) action.
+    which no natural-language observation respects. `sample()` draws from the
+    same set `contains` accepts: a uniform length, then uniform code points over
+    all of unicode (surrogates excluded). A `mask`/`probability` over `charset`
+    (printable ASCII) still works as in `spaces.Text`, for readable samples.
     """
 
     def __init__(self, max_length: int = MAX_TEXT_CHARS, seed: int | None = None) -> None:
@@ -44,6 +51,14 @@ class TextSpace(spaces.Text):
 
     def contains(self, x: Any) -> bool:
         return isinstance(x, str) and len(x) <= self.max_length
+
+    def sample(self, mask: Any = None, probability: Any = None) -> str:
+        if mask is not None or probability is not None:
+            return super().sample(mask=mask, probability=probability)
+        length = int(self.np_random.integers(self.min_length, self.max_length + 1))
+        points = self.np_random.integers(0, _CODE_POINTS, size=length)
+        points[points >= _SURROGATES.start] += len(_SURROGATES)
+        return "".join(map(chr, points.tolist()))
 
     def __repr__(self) -> str:
         return f"TextSpace(max_length={self.max_length})"
@@ -106,6 +121,18 @@ class SearchEnv(gym.Env[str, str]):
     """
 
     metadata = {"render_modes": ["ansi", "human"]}
+    # constructor argument -> the attribute that holds it: what `sibling` copies
+    SETTINGS = {
+        "protocol": "protocol",
+        "reward": "reward_spec",
+        "top_k": "top_k",
+        "max_turns": "max_turns",
+        "max_obs_chars": "max_obs_chars",
+        "max_episode_chars": "max_episode_chars",
+        "noise_schedule": "noise_schedule",
+        "browser": "browser",
+        "render_mode": "render_mode",
+    }
 
     def __init__(
         self,
@@ -126,6 +153,7 @@ class SearchEnv(gym.Env[str, str]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
         self._engine_or_factory = engine
+        self._owns_engine = True
         if isinstance(tasks, (str, os.PathLike)):
             from search_envs.datasets import load_tasks
 
@@ -147,6 +175,7 @@ class SearchEnv(gym.Env[str, str]):
         self.total_searches = 0
         self._pending: Action | None = None
         self._pending_request: SearchRequest | None = None
+        self._rendered = 0  # transcript entries already shown in human mode
 
     # -- engine ---------------------------------------------------------------
     @property
@@ -154,6 +183,22 @@ class SearchEnv(gym.Env[str, str]):
         if not isinstance(self._engine_or_factory, SearchEngine):
             self._engine_or_factory = self._engine_or_factory()
         return self._engine_or_factory
+
+    def sibling(self, **overrides: Any) -> "SearchEnv":
+        """A new SearchEnv with this one's settings (`SETTINGS`), tasks and engine
+        (shared, built lazily, closed only by this env), and its own episode state:
+        a batch slot for playing episodes side by side, or the same env on other tasks
+        (`sibling(tasks=...)`). `overrides` replace constructor arguments."""
+        unknown = set(overrides) - set(self.SETTINGS) - {"tasks"}
+        if unknown:
+            raise TypeError(f"sibling() got unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = {name: getattr(self, attr) for name, attr in self.SETTINGS.items()}
+        settings.update(overrides)
+        tasks = settings.pop("tasks", self.tasks)
+        source = self._engine_or_factory if isinstance(self._engine_or_factory, SearchEngine) else (lambda: self.engine)
+        child = SearchEnv(source, tasks, **settings)
+        child._owns_engine = False
+        return child
 
     # -- curriculum -------------------------------------------------------------
     def set_progress(self, progress: float) -> None:
@@ -179,8 +224,11 @@ class SearchEnv(gym.Env[str, str]):
             task = self.tasks[int(self.np_random.integers(len(self.tasks)))]
         self.episode = Episode(task=task)
         prompt = self.protocol.prompt(task.question)
+        self._rendered = 0
         self._record("prompt", prompt)
         info = {"task_id": task.id, "question": task.question, "source": task.source, "turn": 0}
+        if self.render_mode == "human":
+            self._render_new()
         return prompt, info
 
     def step(self, action: str):
@@ -214,11 +262,11 @@ class SearchEnv(gym.Env[str, str]):
         self._pending_request = SearchRequest(list(parsed.queries), contexts, self.top_k, noise_p)
         return self._pending_request
 
-    def end_step(self, results: list[list[Document]] | None, error: str | None = None):
-        """Finish the step started by `begin_step` with the engine's results.
-
-        `error` (instead of results) says why the search could not be answered
-        (engine failure, deadline missed); the agent gets it as an error observation.
+    def end_step(self, results: list[list[Document]] | None):
+        """Finish the step started by `begin_step` with the engine's results, one list
+        per query. A query's list may be a `SearchFailure` (the only way errors come
+        in); if every query's is `unanswered`, the search did not happen and the agent
+        gets the protocol's error observation (`info["search_error"]`).
         """
         ep = self._require_episode()
         parsed: Action = self._pending
@@ -228,7 +276,8 @@ class SearchEnv(gym.Env[str, str]):
         if parsed.kind == "answer":
             terminated = True
             obs = ""
-        elif parsed.kind == "search" and error is not None:
+        elif parsed.kind == "search" and results and all(isinstance(d, SearchFailure) and d.unanswered for d in results):
+            error = results[0].error
             info.update(queries=list(parsed.queries), search_error=error)
             obs = self.protocol.error_observation(error)
         elif parsed.kind == "search":
@@ -243,8 +292,8 @@ class SearchEnv(gym.Env[str, str]):
                 ep.shown_texts.update(d.text for d in docs)
             # the probability this search was drawn with (progress has moved on since)
             info.update(queries=list(parsed.queries), doc_ids=ids, noise_probability=self._pending_request.noise_probability)
-            if any(getattr(docs, "error", None) for docs in results):
-                info["search_errors"] = [getattr(docs, "error", None) for docs in results]
+            if any(isinstance(docs, SearchFailure) for docs in results):
+                info["search_errors"] = [docs.error if isinstance(docs, SearchFailure) else None for docs in results]
             if self.noise_schedule is not None:
                 info["noisy"] = [c.noisy for c in self._pending_request.contexts]
             obs = self.protocol.observation(parsed.queries, [self._clip_docs(d) for d in results])
@@ -274,15 +323,25 @@ class SearchEnv(gym.Env[str, str]):
                 format_ok=ep.format_ok,
             )
         if self.render_mode == "human":
-            print(self.render_text(), flush=True)
+            self._render_new()
         return obs, reward, terminated, truncated, info
 
     def render(self) -> str | None:
+        """ansi: the whole transcript. human: prints what the transcript gained
+        since it last printed (reset and step print on their own)."""
         if self.render_mode == "ansi":
             return self.render_text()
         if self.render_mode == "human":
-            print(self.render_text(), flush=True)
+            self._render_new()
         return None
+
+    def _render_new(self) -> None:
+        if self.episode is None:
+            return
+        new = self.episode.transcript[self._rendered :]
+        self._rendered = len(self.episode.transcript)
+        if new:
+            print("".join(text for _, text in new), flush=True)
 
     def render_text(self) -> str:
         """The whole transcript so far, as the model sees it."""
@@ -291,7 +350,8 @@ class SearchEnv(gym.Env[str, str]):
         return "".join(text for _, text in self.episode.transcript)
 
     def close(self) -> None:
-        if isinstance(self._engine_or_factory, SearchEngine):
+        """Close the engine if this env built or was given it (a sibling leaves it to its parent)."""
+        if self._owns_engine and isinstance(self._engine_or_factory, SearchEngine):
             self._engine_or_factory.close()
 
     # -- helpers ------------------------------------------------------------------

@@ -30,7 +30,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium import spaces
 
-from search_envs.engines.base import SearchEngine
+from search_envs.engines.base import SearchEngine, SearchFailure
 from search_envs.env import SearchEnv, SearchRequest
 from search_envs.types import Document
 
@@ -68,6 +68,7 @@ class SearchVectorEnv(gym.vector.VectorEnv):
             base = env.unwrapped
             if not isinstance(base, SearchEnv):
                 raise TypeError(f"sub-environments must be SearchEnv, got {type(base).__name__}")
+            refuse_wrappers(env)
             self.envs.append(base)
         self._engine = engine
         self.num_envs = len(self.envs)
@@ -147,26 +148,21 @@ class SearchVectorEnv(gym.vector.VectorEnv):
 
         answers = self._search(requests) if requests else {}
         for i in stepping:
-            answer = answers.get(i)
-            error = answer if isinstance(answer, str) else None
-            results = None if error is not None else answer
-            obs, rewards[i], terminations[i], truncations[i], env_infos[i] = self.envs[i].end_step(
-                results, error=error
-            )
+            obs, rewards[i], terminations[i], truncations[i], env_infos[i] = self.envs[i].end_step(answers.get(i))
             self._observations[i] = obs
         infos = merge_infos(env_infos, self.num_envs)
         self._autoreset = terminations | truncations
         return tuple(self._observations), rewards, terminations, truncations, infos
 
-    def _search(self, requests: dict[int, SearchRequest]) -> dict[int, Results | str]:
+    def _search(self, requests: dict[int, SearchRequest]) -> dict[int, Results]:
         """Answer every sub-env's request: one engine call per distinct k.
 
-        Returns each sub-env's results, or an error message if its call failed.
+        Returns each sub-env's results; a failed call gives its queries `unanswered` failures.
         """
         by_k: dict[int, list[int]] = {}
         for i, request in requests.items():
             by_k.setdefault(request.k, []).append(i)
-        answers: dict[int, Results | str] = {}
+        answers: dict[int, Results] = {}
         for k, members in by_k.items():
             queries = [q for i in members for q in requests[i].queries]
             contexts = [c for i in members for c in requests[i].contexts]
@@ -178,7 +174,7 @@ class SearchVectorEnv(gym.vector.VectorEnv):
             except Exception as exc:  # one failing call must not crash the whole batch of episodes
                 logger.warning("search engine call failed: %s", exc)
                 for i in members:
-                    answers[i] = search_error_message(exc)
+                    answers[i] = unanswered(requests[i], search_error_message(exc))
                 continue
             start = 0
             for i in members:
@@ -219,6 +215,26 @@ class SearchVectorEnv(gym.vector.VectorEnv):
             self._engine.close()
 
 
+# Wrappers `gym.make` adds that only check API use: skipping them changes no data.
+CHECKING_WRAPPERS = (gym.wrappers.PassiveEnvChecker, gym.wrappers.OrderEnforcing)
+
+
+def refuse_wrappers(env: gym.Env) -> None:
+    """Raise if `env` has a wrapper that a batched step would skip.
+
+    A vector env steps each SearchEnv directly (`begin_step`/`end_step`), so
+    observation, reward or action wrappers on a sub-env would silently not apply.
+    """
+    while isinstance(env, gym.Wrapper):
+        if not isinstance(env, CHECKING_WRAPPERS):
+            raise ValueError(
+                f"sub-environment wrapper {type(env).__name__} would be skipped: a SearchVectorEnv steps the "
+                "SearchEnv inside each sub-env directly, to batch their searches. Wrap the vector env instead "
+                "(gymnasium.wrappers.vector), or use gymnasium.make_vec(..., vectorization_mode='sync', wrappers=[...])"
+            )
+        env = env.env
+
+
 def merge_infos(env_infos: Sequence[dict[str, Any]], num_envs: int) -> dict[str, Any]:
     """Gymnasium's vector info layout (what `VectorEnv._add_info` builds env by env),
     built key by key: one array per key plus its `_key` mask, nested dicts recursively.
@@ -256,6 +272,11 @@ def merge_infos(env_infos: Sequence[dict[str, Any]], num_envs: int) -> dict[str,
     return merged
 
 
+def unanswered(request: SearchRequest, message: str) -> Results:
+    """The results of a request whose engine call failed: one `unanswered` failure per query."""
+    return [SearchFailure(message, unanswered=True) for _ in request.queries]
+
+
 def search_error_message(exc: BaseException) -> str:
     """What the agent reads when its search could not be answered."""
     detail = str(exc).strip() or type(exc).__name__
@@ -287,14 +308,14 @@ class AsyncSearchVectorEnv(SearchVectorEnv):
         self.step_timeout = step_timeout
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="search")
 
-    def _search(self, requests: dict[int, SearchRequest]) -> dict[int, Results | str]:
+    def _search(self, requests: dict[int, SearchRequest]) -> dict[int, Results]:
         engine = self.engine
         deadline = time.monotonic() + self.step_timeout
         futures: dict[Future, int] = {}
         for i, request in requests.items():
             futures[self._pool.submit(engine.search, request.queries, request.k, request.contexts)] = i
             self.engine_calls += 1
-        answers: dict[int, Results | str] = {}
+        answers: dict[int, Results] = {}
         pending = set(futures)
         while pending:
             remaining = deadline - time.monotonic()
@@ -310,12 +331,11 @@ class AsyncSearchVectorEnv(SearchVectorEnv):
                     answers[i] = results
                 except Exception as exc:
                     logger.warning("search for sub-env %d failed: %s", i, exc)
-                    answers[i] = search_error_message(exc)
+                    answers[i] = unanswered(requests[i], search_error_message(exc))
         for future in pending:
             future.cancel()  # not started yet: never runs; running: its result is dropped
-            answers[futures[future]] = (
-                f"the search did not answer within {self.step_timeout:g} seconds; try again"
-            )
+            i = futures[future]
+            answers[i] = unanswered(requests[i], f"the search did not answer within {self.step_timeout:g} seconds; try again")
         return answers
 
     def close_extras(self, **kwargs: Any) -> None:
@@ -325,27 +345,22 @@ class AsyncSearchVectorEnv(SearchVectorEnv):
 
 def make_vec(
     id: str,
-    num_envs: int,
-    *,
-    asynchronous: bool = False,
-    engine: SearchEngine | str | None = None,
-    max_in_flight: int = 16,
-    step_timeout: float = 30.0,
+    num_envs: int = 1,
+    vectorization_mode: str | gym.VectorizeMode | None = None,
+    vector_kwargs: dict[str, Any] | None = None,
+    wrappers: Sequence[Callable[[gym.Env], gym.Wrapper]] | None = None,
     **kwargs: Any,
-) -> SearchVectorEnv:
-    """`num_envs` copies of the registered env `id`, sharing one engine.
+) -> gym.vector.VectorEnv:
+    """`gymnasium.make_vec`, with the same signature and behaviour.
 
-    kwargs go to `gym.make` for every copy. `engine` overrides the engine the first
-    copy would build (e.g. a `RemoteEngine`); `asynchronous=True` gives an
-    `AsyncSearchVectorEnv` (`max_in_flight`, `step_timeout`).
+    The default mode, "vector_entry_point", gives `num_envs` sub-envs sharing one
+    engine with their searches batched (`search_envs.registration.make_search_vec`);
+    its options (asynchronous, max_in_flight, step_timeout, and `engine` to replace
+    the engine, e.g. a `RemoteEngine` or a server URL) may be given as kwargs or,
+    here only, in `vector_kwargs`. "sync"/"async" give Gymnasium's own vector envs
+    (each sub-env with its own engine) and take `wrappers`. kwargs go to every env.
     """
-    if num_envs < 1:
-        raise ValueError("num_envs must be >= 1")
-    if engine is not None:
-        from search_envs.index import open_engine
-
-        engine = open_engine(engine)
-    envs = [gym.make(id, **kwargs) for _ in range(num_envs)]
-    if asynchronous:
-        return AsyncSearchVectorEnv(envs, engine, max_in_flight=max_in_flight, step_timeout=step_timeout)
-    return SearchVectorEnv(envs, engine)
+    mode = None if vectorization_mode is None else gym.VectorizeMode(vectorization_mode)
+    if mode in (None, gym.VectorizeMode.VECTOR_ENTRY_POINT) and vector_kwargs:
+        kwargs, vector_kwargs = {**kwargs, **vector_kwargs}, None
+    return gym.make_vec(id, num_envs, vectorization_mode, vector_kwargs, wrappers, **kwargs)

@@ -9,16 +9,21 @@ from search_envs.types import Document, QueryContext
 
 
 class SearchFailure(list):
-    """An empty result list that says why the search failed (`error`).
+    """An empty result list that says why the search failed (`error`): the one
+    way a search error reaches the environment.
 
-    Engines that can fail per query (web, LLM simulator) return it in place of
-    that query's results, so the rest of the batch survives and the agent is
-    told what went wrong instead of seeing "No results found."
+    Engines that can fail per query (web, LLM simulator, remote) return it in place
+    of that query's results, so the rest of the batch survives and the agent is
+    told what went wrong instead of seeing "No results found." A vector env whose
+    engine call raised or missed its deadline gives each query of that call one with
+    `unanswered=True`: nothing was searched, so the step counts no search and the
+    agent gets the protocol's error observation.
     """
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, unanswered: bool = False) -> None:
         super().__init__()
         self.error = error
+        self.unanswered = unanswered
 
     def __repr__(self) -> str:
         return f"SearchFailure({self.error!r})"

@@ -11,7 +11,6 @@ simulator LLM.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from search_envs.engines.base import SearchEngine
@@ -85,27 +84,3 @@ class CorpusNoiseEngine(SearchEngine):
     def close(self) -> None:
         self.base.close()
 
-
-def make_noisy_wiki_env(
-    engine: str = "bm25",
-    corpus: str | Path | None = None,
-    index_dir: str | Path | None = None,
-    tasks: Any = "ramp",
-    noise_schedule: Any = "exponential",
-    depth: int = 50,
-    noise_start_rank: int = 10,
-    **env_kwargs: Any,
-):
-    """`SearchEnvs/NoisyWiki-v0`: a ZeroSearch-style curriculum over a local Wikipedia
-    index, with corpus noise instead of a simulator LLM.
-
-    engine / corpus / index_dir: as for `SearchEnvs/WikiBM25-v0`. noise_schedule:
-    a spec for `search_envs.curriculum.make_schedule` (default: ZeroSearch's
-    exponential 0 -> 0.5). Other keyword arguments go to `SearchEnv`.
-    """
-    from search_envs.env import SearchEnv
-
-    def factory() -> CorpusNoiseEngine:
-        return CorpusNoiseEngine(engine, depth=depth, noise_start_rank=noise_start_rank, corpus=corpus, index_dir=index_dir)
-
-    return SearchEnv(factory, tasks, noise_schedule=noise_schedule, **env_kwargs)

@@ -354,31 +354,3 @@ class SimulatedEngine(SearchEngine):
             self.cache.close()
             self.cache = None
 
-
-def make_sim_env(
-    generator: str | Generator = "transformers",
-    generator_kwargs: dict[str, Any] | None = None,
-    include_answer: bool = True,
-    cache: bool | str | Path = True,
-    noise_schedule: Any = "exponential",
-    tasks: Any = "ramp",
-    engine_kwargs: dict[str, Any] | None = None,
-    **env_kwargs: Any,
-):
-    """`SearchEnvs/SimSearch-v0`: ZeroSearch, a SearchEnv over an LLM-simulated engine.
-
-    generator / generator_kwargs choose the simulator ("transformers" with
-    {"model_path": ...}, "openai" with {"base_url", "model"}, "vllm"); the model
-    loads on the first search. noise_schedule is a spec for
-    `search_envs.curriculum.make_schedule` (default: ZeroSearch's exponential
-    curriculum 0 -> 0.5). tasks: a spec for `load_tasks`, or tasks.
-    Other keyword arguments go to `SearchEnv`.
-    """
-    from search_envs.env import SearchEnv
-
-    def factory() -> SimulatedEngine:
-        return SimulatedEngine(
-            generator, include_answer=include_answer, cache=cache, **(engine_kwargs or {}), **(generator_kwargs or {})
-        )
-
-    return SearchEnv(factory, tasks, noise_schedule=noise_schedule, **env_kwargs)

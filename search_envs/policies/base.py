@@ -125,27 +125,6 @@ def unwrap_search_env(env: Any):
     return base
 
 
-def clone_search_env(env: Any, tasks: Any = None):
-    """A new SearchEnv with the same engine (shared, built lazily), settings and
-    tasks (or `tasks`), and its own episode state: a batch slot for playing
-    episodes side by side, or the same env on another task set."""
-    from search_envs.env import SearchEnv
-
-    base = unwrap_search_env(env)
-    return SearchEnv(
-        lambda: base.engine,
-        base.tasks if tasks is None else tasks,
-        protocol=base.protocol,
-        reward=base.reward_spec,
-        top_k=base.top_k,
-        max_turns=base.max_turns,
-        max_obs_chars=base.max_obs_chars,
-        max_episode_chars=base.max_episode_chars,
-        noise_schedule=base.noise_schedule,
-        browser=base.browser,
-    )
-
-
 def _first(env: Any):
     from search_envs.vector import SearchVectorEnv
 
@@ -160,7 +139,7 @@ def _vector_env(env: Any, batch_size: int):
     if isinstance(env, SearchVectorEnv):
         return env
     base = unwrap_search_env(env)
-    return SearchVectorEnv([base] + [clone_search_env(base) for _ in range(max(0, batch_size - 1))])
+    return SearchVectorEnv([base] + [base.sibling() for _ in range(max(0, batch_size - 1))])
 
 
 def episode_plan(num_tasks: int, n: int, seed: int) -> list[int]:
@@ -241,12 +220,12 @@ def run_episodes(
             full = [""] * len(envs)
             for s, a in zip(active, actions):
                 full[s] = a if isinstance(a, str) else str(a)
-            _, rewards, terminated, truncated, _ = vec.step(full)
+            _, rewards, terminated, truncated, infos = vec.step(full)
             for j, s in enumerate(active):
                 slot = slots[s]
                 slot.tokens += costs[j] if costs else policy.count_tokens(full[s])
                 if terminated[s] or truncated[s]:
-                    rec = _record(envs[s], slot, float(rewards[s]), bool(truncated[s]))
+                    rec = _record(envs[s], slot, float(rewards[s]), bool(truncated[s]), infos["prediction"][s])
                     records[slot.index] = rec
                     slots[s] = None
                     bar.update(1)
@@ -264,11 +243,10 @@ class _Slot:
     tokens: int = 0
 
 
-def _record(env, slot: _Slot, reward: float, truncated: bool) -> EpisodeRecord:
+def _record(env, slot: _Slot, reward: float, truncated: bool, prediction: str | None) -> EpisodeRecord:
+    """The record of a finished episode; `prediction` is the final step's `info["prediction"]`."""
     ep = env.episode
     task = ep.task
-    last = env.protocol.parse(ep.transcript[-1][1]) if ep.transcript and ep.transcript[-1][0] == "action" else None
-    prediction = last.answer if (last is not None and last.kind == "answer" and not truncated) else None
     return EpisodeRecord(
         id=task.id,
         question=task.question,

@@ -7,11 +7,11 @@ replays both. See docs/web.md.
 
 from search_envs.web.browser import WebBrowser, extract_main_text
 from search_envs.web.cache import MODES, WebCache
-from search_envs.web.environment import make_web_env
 from search_envs.web.errors import CacheMiss, FetchError, ProviderError, WebError
 from search_envs.web.fetch import FetchPolicy, Page, SafeFetcher, check_url
 from search_envs.web.providers import PROVIDERS, Provider, Secret, make_provider, parse_ddgs_results
 from search_envs.web.retry import Deadline, RateLimiter, RetryPolicy
+from search_envs.registration import make_web_env  # noqa: E402  (the env factories live with the ids)
 
 __all__ = [
     "CacheMiss",
