@@ -240,8 +240,14 @@ class ToolCallProtocol(Protocol):
             return Action("answer", answer=body.strip())
         try:
             call = json.loads(body)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad JSON, or an int over Python's 4,300-digit limit
             return Action("invalid", error=f"tool call is not valid JSON: {str(exc)[:80]}", format_ok=False)
+        try:
+            return self._tool_action(call)
+        except (ValueError, TypeError, RecursionError) as exc:  # valid JSON of a shape nobody expected
+            return Action("invalid", error=f"tool call could not be read ({type(exc).__name__})", format_ok=False)
+
+    def _tool_action(self, call: object) -> Action:
         if not isinstance(call, dict) or not isinstance(call.get("arguments", {}), dict):
             return Action("invalid", error='tool call must be {"name": ..., "arguments": {...}}', format_ok=False)
         name, args = call.get("name"), call.get("arguments", {})
