@@ -7,9 +7,11 @@ LM baselines prompt SmolLM2-135M-Instruct by default; pass `generator=` (an
 from .prompting import RAG, ChainOfThought, DirectAnswer, IRCoT
 from .sanity import OracleRetrieval, RandomPolicy
 from .search_o1 import SearchO1
+from .synth import MajorityAnswer, SynthTeacher
 
 BASELINES = {
-    cls.name: cls for cls in (DirectAnswer, ChainOfThought, RAG, IRCoT, SearchO1, RandomPolicy, OracleRetrieval)
+    cls.name: cls for cls in (DirectAnswer, ChainOfThought, RAG, IRCoT, SearchO1, RandomPolicy, OracleRetrieval,
+                              SynthTeacher, MajorityAnswer)
 }
 
 __all__ = [
@@ -17,8 +19,10 @@ __all__ = [
     "ChainOfThought",
     "DirectAnswer",
     "IRCoT",
+    "MajorityAnswer",
     "OracleRetrieval",
     "RAG",
     "RandomPolicy",
     "SearchO1",
+    "SynthTeacher",
 ]

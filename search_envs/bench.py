@@ -66,6 +66,20 @@ SUITES: dict[str, dict[str, Any]] = {
             for name, (source, config) in SEARCH_R1_DATASETS.items()
         },
     },
+    "synth": {
+        "name": "synth",
+        "description": "SynthWorld (docs/synthworld.md): invented facts no model knows, by question kind and hops",
+        "env": "SearchEnvs/SynthWorld-v0",
+        "env_kwargs": {"top_k": 3, "max_turns": 5},
+        "recall_engines": ["bm25"],
+        "datasets": {
+            "single": {"tasks": "synth:test:kinds=single", "n": 50},
+            "alias": {"tasks": "synth:test:kinds=alias", "n": 30},
+            "2-hop": {"tasks": "synth:test:kinds=chain,hops=2", "n": 50},
+            "3/4-hop": {"tasks": "synth:test:kinds=chain,hops=3-4", "n": 50},
+            "comparison": {"tasks": "synth:test:kinds=comparison", "n": 30},
+        },
+    },
 }
 
 COLUMNS = [

@@ -46,7 +46,7 @@ ANSWER_SPLIT = "<|answer_split|>"
 _QUESTION_MARKER = re.compile(r"Question:\s*", re.IGNORECASE)
 
 SPEC_HELP = (
-    "a task spec is 'ramp', 'ramp:train', 'ramp:test', 'flashrag:<dataset>[:<split>]', "
+    "a task spec is 'ramp', 'ramp:train', 'ramp:test', 'flashrag:<dataset>[:<split>]', 'synth:<split>[:k=v,...]', "
     "or the path of a .jsonl / .json / .parquet file (optionally 'file.parquet#<data_source>')"
 )
 
@@ -82,6 +82,10 @@ def load_tasks(
         ramp_split = split or rest or "test"
         tasks: list[Task] = list(ramp_tasks(ramp_split, seed=seed))
         name = f"ramp:{ramp_split}"
+    elif head == "synth" and not Path(text).exists():
+        from search_envs.synthworld import synth_tasks
+
+        tasks, name = list(synth_tasks(path_part)), path_part
     elif head == "flashrag" and not Path(text).exists():
         dataset, _, spec_split = rest.partition(":")
         tasks = load_flashrag(dataset, split or spec_split or None)

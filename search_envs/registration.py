@@ -165,6 +165,9 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     # ZeroSearch: an LLM writes the results; the noise curriculum is set with `noise_schedule`.
     "SearchEnvs/SimSearch-v0": ("search_envs.registration:make_sim_env", {"generator": "transformers", "top_k": 5}),
     "SearchEnvs/NoisyWiki-v0": ("search_envs.registration:make_noisy_wiki_env", {"engine": "bm25"}),
+    # SynthWorld: fictional facts, so only searching answers them (docs/synthworld.md).
+    "SearchEnvs/SynthWorld-v0": ("search_envs.synthworld:make_synth_env", {"kinds": ("single",)}),
+    "SearchEnvs/SynthWorldMultiHop-v0": ("search_envs.synthworld:make_synth_env", {"kinds": ("chain",), "hops": (2, 3, 4)}),
 }
 
 

@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark suite (quick, standard, or a suite file)")
     p.add_argument("--policy", action="append", required=True,
                    help="policy name; repeat to compare several in one table (see below)")
-    p.add_argument("--suite", default="quick", help="quick | standard | path to a .json / .toml suite")
+    p.add_argument("--suite", default="quick", help="quick | standard | synth | path to a .json / .toml suite")
     p.add_argument("--n", type=int, default=None, help="questions per dataset (overrides the suite's n)")
     p.add_argument("--out", default=None, help="results folder (default: bench_out/<suite>)")
     add_policy_arguments(p)

@@ -19,7 +19,8 @@ from search_envs.policies.base import Policy
 from search_envs.generation import Generator, OpenAIGenerator, TransformersGenerator
 
 POLICY_HELP = (
-    "a policy is a baseline name (direct, cot, rag, ircot, search_o1, random, oracle; "
+    "a policy is a baseline name (direct, cot, rag, ircot, search_o1, random, oracle, "
+    "synth_teacher, majority; "
     "add '@hf:PATH' or '@openai:URL#MODEL' to pick its LM), 'hf:PATH', 'openai:URL#MODEL', "
     "'callable:module:function' or 'checkpoint:DIR'"
 )
