@@ -12,11 +12,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
+ALGOS = ("grpo", "ppo", "dapo", "reinforce_pp")
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean")
+
+
 @dataclass
 class TrainConfig:
     # --- what to train -------------------------------------------------------------
     algo: str = "grpo"
-    """"grpo" (group-normalised advantages, KL in the loss) or "ppo" (critic, GAE, KL in the reward)."""
+    """"grpo" (group-normalised advantages, KL in the loss), "ppo" (critic, GAE, KL in the reward),
+    "dapo" (GRPO advantages with DAPO's clip-higher, dynamic sampling, token-mean loss, overlong
+    shaping, no KL) or "reinforce_pp" (REINFORCE++ as R1-Searcher trains it: no critic, group-mean
+    baseline, KL in the reward, returns whitened over the batch). See docs/papers.md."""
     env_id: str = "SearchEnvs/WikiBM25-v0"
     env_kwargs: dict[str, Any] = field(default_factory=lambda: {"tasks": "ramp:train"})
     """Passed to `gym.make(env_id, ...)` for every sub-env: tasks, protocol, reward, top_k, ..."""
@@ -52,7 +59,8 @@ class TrainConfig:
     questions_per_step: int = 512
     """data.train_batch_size."""
     group_size: int | None = None
-    """rollout.n_agent: rollouts per question. None = 5 for GRPO, 1 for PPO."""
+    """rollout.n_agent: rollouts per question. None = 5 for GRPO, 1 for PPO, 16 for DAPO (the paper's
+    n) and REINFORCE++ (R1-Searcher's N_SAMPLES)."""
     mini_batch_size: int = 256
     """actor.ppo_mini_batch_size, in questions: optimizer steps per batch = questions_per_step / this."""
     micro_batch_size: int = 8
@@ -72,12 +80,36 @@ class TrainConfig:
 
     # --- losses ---------------------------------------------------------------------------
     clip_ratio: float = 0.2
+    """epsilon of the clipped surrogate (DAPO's eps_low)."""
+    clip_ratio_high: float | None = None
+    """DAPO's clip-higher eps_high; None = 0.28 for DAPO (its recipe), clip_ratio otherwise."""
     value_clip: float = 0.5
     """critic.cliprange_value."""
-    entropy_coef: float = 0.001
-    """actor.entropy_coeff (verl default used by Search-R1)."""
-    kl_coef: float = 0.001
-    """GRPO: actor.kl_loss_coef (k3 'low_var_kl' in the loss). PPO: algorithm.kl_ctrl.kl_coef (k1 in the reward)."""
+    entropy_coef: float | None = None
+    """actor.entropy_coeff. None = 0.001 for GRPO/PPO (verl default used by Search-R1), 0 for DAPO
+    (its recipe) and REINFORCE++ (OpenRLHF has no entropy bonus)."""
+    kl_coef: float | None = None
+    """GRPO/DAPO: actor.kl_loss_coef (k3 'low_var_kl' in the loss). PPO/REINFORCE++: the k1 penalty in the
+    reward. None = 0.001 for GRPO/PPO (Search-R1), 0 for DAPO (the paper drops the KL) and REINFORCE++
+    (R1-Searcher's scripts: --init_kl_coef 0.0)."""
+    loss_agg_mode: str | None = None
+    """"token-mean" (a mean over every trained token of the mini-batch: verl, DAPO's token-level loss) or
+    "seq-mean-token-mean" (each episode's token mean, then a mean over episodes: OpenRLHF, as in
+    R1-Searcher's REINFORCE++). None = seq-mean-token-mean for REINFORCE++, token-mean otherwise."""
+    dynamic_sampling: bool | None = None
+    """DAPO: drop the groups whose episodes all score the same and roll out more questions until
+    questions_per_step informative groups are kept. None = on for DAPO only."""
+    max_gen_batches: int = 10
+    """filter_groups.max_num_gen_batches: rollout rounds per step at most (<= 0: no limit); past it the
+    step trains on the informative groups it has."""
+    overlong_buffer_len: int | None = None
+    """DAPO's soft overlong punishment: episodes whose policy tokens exceed max_turns * max_response_length
+    - this are penalised linearly, down to -overlong_penalty_factor at the limit. None = a fifth of that
+    limit for DAPO (its 4096 of 20480), 0 (off) otherwise."""
+    overlong_penalty_factor: float = 1.0
+    reinforce_baseline: bool = True
+    """REINFORCE++: subtract the group's mean score (OpenRLHF `reinforce_baseline`, R1-Searcher's scripts);
+    False = the original REINFORCE++ (`reinforce`: raw scores, batch whitening only)."""
     gamma: float = 1.0
     lam: float = 1.0
     mask_retrieved_tokens: bool = True
@@ -114,8 +146,9 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.algo not in ("grpo", "ppo"):
-            raise ValueError(f"algo must be 'grpo' or 'ppo', got {self.algo!r}")
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {', '.join(map(repr, ALGOS))}, got {self.algo!r}")
+        self._resolve_algo_defaults()
         if self.rollout_backend not in ("hf", "vllm"):
             raise ValueError(f"rollout_backend must be 'hf' or 'vllm', got {self.rollout_backend!r}")
         if self.reward_spec is not None:
@@ -129,6 +162,28 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.questions_per_step % min(self.mini_batch_size, self.questions_per_step):
             raise ValueError("questions_per_step must be a multiple of mini_batch_size")
+
+    def _resolve_algo_defaults(self) -> None:
+        """The None fields that depend on the algorithm get that algorithm's published value."""
+        paper = self.algo in ("dapo", "reinforce_pp")
+        if self.kl_coef is None:
+            self.kl_coef = 0.0 if paper else 0.001
+        if self.entropy_coef is None:
+            self.entropy_coef = 0.0 if paper else 0.001
+        if self.clip_ratio_high is None:
+            self.clip_ratio_high = 0.28 if self.algo == "dapo" else self.clip_ratio
+        if self.loss_agg_mode is None:
+            self.loss_agg_mode = "seq-mean-token-mean" if self.algo == "reinforce_pp" else "token-mean"
+        if self.loss_agg_mode not in LOSS_AGG_MODES:
+            raise ValueError(f"loss_agg_mode must be one of {LOSS_AGG_MODES}, got {self.loss_agg_mode!r}")
+        if self.dynamic_sampling is None:
+            self.dynamic_sampling = self.algo == "dapo"
+        if self.overlong_buffer_len is None:
+            self.overlong_buffer_len = self.max_turns * self.max_response_length // 5 if self.algo == "dapo" else 0
+        if not 0 <= self.overlong_buffer_len <= self.max_turns * self.max_response_length:
+            raise ValueError("overlong_buffer_len must be in [0, max_turns * max_response_length]")
+        if self.group_size is None and paper:
+            self.group_size = 16
 
     def make_reward_spec(self):
         """The `RewardSpec` of `reward_spec`, or None when it is not set."""

@@ -130,3 +130,81 @@ def value_loss(
     clipped = old_values + torch.clamp(values - old_values, -clip, clip)
     loss = torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
     return 0.5 * masked_mean(loss, mask, denom)
+
+
+# ----------------------------------------------------------------------------- DAPO
+def decoupled_policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+    denom: float | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DAPO's clip-higher surrogate: -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), aggregated as
+    `masked_mean(., mask, denom)`; equal to `policy_loss` when eps_low == eps_high. The log-ratio is
+    clamped to [-20, 20] as in verl's `compute_policy_loss`. Returns (loss, clip fraction)."""
+    ratio = torch.exp(torch.clamp(logp - old_logp, -20.0, 20.0))
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask, denom)
+    clip_frac = masked_mean((clipped > unclipped).float(), mask).detach()
+    return loss, clip_frac
+
+
+def overlong_penalty(length: int, max_length: int, buffer_len: int, factor: float = 1.0) -> float:
+    """DAPO's soft overlong punishment: 0 up to max_length - buffer_len tokens, then falling
+    linearly to -factor at max_length (verl's DAPO reward manager; it is not floored there either)."""
+    if buffer_len <= 0:
+        return 0.0
+    exceed = length - (max_length - buffer_len)
+    return min(-exceed / buffer_len * factor, 0.0)
+
+
+def informative_groups(scores: Sequence[float], groups: Sequence[object]) -> set[object]:
+    """DAPO's dynamic-sampling filter: the groups whose scores are not all equal (a group of one
+    is kept, as in verl's recipe). The other groups have zero advantage: no gradient."""
+    members: dict[object, list[float]] = {}
+    for s, g in zip(scores, groups):
+        members.setdefault(g, []).append(float(s))
+    return {g for g, s in members.items() if len(s) == 1 or float(np.std(s)) > 0}
+
+
+# ----------------------------------------------------------------------------- REINFORCE++
+def group_mean_baseline(scores: Sequence[float], groups: Sequence[object]) -> torch.Tensor:
+    """score - mean of its group: OpenRLHF's `reinforce_baseline` (REINFORCE++-baseline), which
+    R1-Searcher trains with; no division by the group std (unlike GRPO)."""
+    scores_t = torch.as_tensor(list(scores), dtype=torch.float32)
+    out = torch.empty_like(scores_t)
+    members: dict[object, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    for idx in members.values():
+        out[idx] = scores_t[idx] - scores_t[idx].mean()
+    return out
+
+
+def reinforce_pp_advantages(
+    scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor, kl_coef: float, gamma: float = 1.0
+) -> torch.Tensor:
+    """REINFORCE++: per-token reward -kl_coef * kl plus the episode score on its last trained token,
+    the discounted return-to-go over the trained tokens, then whitened over every trained token of
+    the batch (OpenRLHF's `compute_reward`, `get_cumulative_returns` and replay-buffer `normalize`).
+    No critic; environment tokens (mask 0) carry no reward and no return."""
+    rewards = -max(kl_coef, 0.0) * kl * mask
+    last = mask.shape[1] - 1 - mask.long().fliplr().argmax(1)
+    rewards[torch.arange(len(scores)), last] += scores.to(rewards.dtype) * (mask.sum(1) > 0)
+    returns = torch.zeros_like(rewards)
+    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    for t in reversed(range(rewards.shape[1])):
+        running = rewards[:, t] + gamma * running
+        returns[:, t] = running
+    return masked_whiten(returns * mask, mask)
+
+
+def sequence_token_weights(mask: torch.Tensor) -> torch.Tensor:
+    """mask / (the sequence's trained-token count): with `masked_mean(x, weights, n_sequences)`
+    the loss is "seq-mean-token-mean" (each episode weighs the same, whatever its length), the
+    aggregation of OpenRLHF's `PolicyLoss` that R1-Searcher's REINFORCE++ uses."""
+    return mask / mask.sum(1, keepdim=True).clamp(min=1.0)

@@ -32,7 +32,13 @@ from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from .config import TrainConfig
 from .critic import ValueModel
 from .objectives import (
+    decoupled_policy_loss,
     entropy_from_logits,
+    group_mean_baseline,
+    informative_groups,
+    overlong_penalty,
+    reinforce_pp_advantages,
+    sequence_token_weights,
     grpo_advantages,
     kl_k1,
     kl_k3,
@@ -162,13 +168,17 @@ def episode_metrics(trajs: list[Trajectory]) -> dict[str, float]:
 
 
 def actor_loss(cfg: TrainConfig, logp, entropy, old_logp, ref_logp, advantages, mask, denom=None):
-    """Clipped surrogate - entropy bonus (+ GRPO's k3 KL to the reference), token means over `mask`.
-    Returns (loss, its parts for logging)."""
-    pg, clip_frac = policy_loss(logp, old_logp, advantages, mask, cfg.clip_ratio, denom)
+    """Clipped surrogate (DAPO: decoupled clip range) - entropy bonus (+ GRPO/DAPO's k3 KL to the
+    reference), means over `mask`. Returns (loss, its parts for logging)."""
+    if cfg.clip_ratio_high != cfg.clip_ratio:
+        pg, clip_frac = decoupled_policy_loss(logp, old_logp, advantages, mask, cfg.clip_ratio,
+                                              cfg.clip_ratio_high, denom)
+    else:
+        pg, clip_frac = policy_loss(logp, old_logp, advantages, mask, cfg.clip_ratio, denom)
     ent = masked_mean(entropy, mask, denom)
     parts = {"pg_loss": pg, "entropy": ent, "clip_frac": clip_frac}
     loss = pg - cfg.entropy_coef * ent
-    if cfg.algo == "grpo" and ref_logp is not None and cfg.kl_coef > 0:
+    if cfg.algo in ("grpo", "dapo") and ref_logp is not None and cfg.kl_coef > 0:
         parts["kl_loss"] = masked_mean(kl_k3(logp, ref_logp), mask, denom)
         loss = loss + cfg.kl_coef * parts["kl_loss"]
     return loss, parts
@@ -229,6 +239,35 @@ def evaluate_in_training(generator, tokenizer, env, task_ids: list[str], cfg: Tr
     metrics = episode_metrics(results)
     return {k: metrics[k] for k in ("reward", "em", "f1", "searches", "response_length", "answered",
                                              "format_rate")}
+
+
+def dynamic_sampling(cfg: TrainConfig, generator, tokenizer, env, train_ids, step, trajs, groups, stats,
+                     device, dtype):
+    """DAPO's dynamic sampling: keep the groups whose episodes do not all score the same, and roll
+    out further questions until `questions_per_step` groups are kept or `max_gen_batches` rounds
+    are spent (verl's recipe then raises; we train on what is kept, or on the last round if nothing
+    was). Returns (kept episodes, their groups, every episode generated, metrics)."""
+    n = cfg.questions_per_step
+    generated, all_groups, rounds = list(trajs), list(groups), 1
+    while len(informative_groups([t.reward for t in generated], all_groups)) < n and (
+            cfg.max_gen_batches <= 0 or rounds < cfg.max_gen_batches):
+        # another round: a different seeded draw of the training questions, new group ids
+        questions = step_questions(train_ids, n, cfg.seed + 7919 * rounds, step)
+        task_ids = [q for q in questions for _ in range(cfg.group_size)]
+        more_groups = [rounds * n + g for g in range(n) for _ in range(cfg.group_size)]
+        with autocast(device, dtype):
+            generated += collect_rollouts(generator, tokenizer, env, task_ids, more_groups,
+                                          seed=cfg.seed + (step + 1_000_003 * rounds) * len(task_ids),
+                                          stats=stats, **rollout_options(cfg))
+        all_groups += more_groups
+        rounds += 1
+    keep = informative_groups([t.reward for t in generated], all_groups)
+    kept_ids = sorted(keep, key=all_groups.index)[:n]
+    rows = [i for i, g in enumerate(all_groups) if g in set(kept_ids)]
+    if not rows:  # nothing informative: the last round, whose advantages are all 0
+        rows = list(range(len(generated) - len(trajs), len(generated)))
+    metrics = {"kept_groups": float(len(kept_ids)), "gen_batches": float(rounds)}
+    return [generated[i] for i in rows], [all_groups[i] for i in rows], generated, metrics
 
 
 # ----------------------------------------------------------------------------- training
@@ -375,6 +414,10 @@ def train(
         with autocast(device, dtype):
             trajs = collect_rollouts(generator, tokenizer, env, task_ids, groups, seed=cfg.seed + step * n_envs,
                                      stats=stats, **rollout_options(cfg))
+        generated, sampling = trajs, {}
+        if cfg.dynamic_sampling:
+            trajs, groups, generated, sampling = dynamic_sampling(cfg, generator, tokenizer, env, train_ids, step,
+                                                                   trajs, groups, stats, device, dtype)
 
         # 2. score every token: old policy, reference, critic
         batch = pad_batch(trajs, cfg.mask_retrieved_tokens, tokenizer.pad_token_id)
@@ -385,6 +428,10 @@ def train(
         ref_logp = (score_tokens(ref_model, batch, cfg.micro_batch_size, device, dtype, cfg.temperature)
                     if ref_model is not None else old_logp.clone())
         scores = torch.tensor([t.reward for t in trajs], dtype=torch.float32)
+        if cfg.overlong_buffer_len > 0:
+            limit = cfg.max_turns * cfg.max_response_length
+            scores += torch.tensor([overlong_penalty(t.num_policy_tokens, limit, cfg.overlong_buffer_len,
+                                                     cfg.overlong_penalty_factor) for t in trajs])
 
         # 3. advantages
         if is_ppo:
@@ -395,9 +442,15 @@ def train(
             advantages, returns = masked_gae(token_rewards, old_values, mask, cfg.gamma, cfg.lam)
             advantages = masked_whiten(advantages, mask)
             kl_value = masked_mean(kl_k1(old_logp, ref_logp), mask).item()
+        elif cfg.algo == "reinforce_pp":
+            baselined = group_mean_baseline(scores.tolist(), groups) if cfg.reinforce_baseline else scores
+            advantages = reinforce_pp_advantages(baselined, mask, kl_k1(old_logp, ref_logp), cfg.kl_coef, cfg.gamma)
+            kl_value = masked_mean(kl_k1(old_logp, ref_logp), mask).item()
         else:
             advantages = grpo_advantages(scores.tolist(), groups)[:, None] * mask
             kl_value = masked_mean(kl_k3(old_logp, ref_logp), mask).item()
+        # the loss weights: 1 per token (token-mean), or 1 / the episode's tokens (seq-mean-token-mean)
+        weights = sequence_token_weights(mask) if cfg.loss_agg_mode == "seq-mean-token-mean" else mask
 
         # 4. clipped updates in mini-batches (token mean over each mini-batch's masked tokens)
         rows_per_mini = cfg.mini_batch_size * cfg.group_size
@@ -405,14 +458,15 @@ def train(
         for _ in range(cfg.ppo_epochs):
             for m0 in range(0, len(trajs), rows_per_mini):
                 rows = list(range(m0, min(m0 + rows_per_mini, len(trajs))))
-                denom = mask[rows].sum().clamp(min=1.0)
+                denom = (mask[rows].sum().clamp(min=1.0) if cfg.loss_agg_mode == "token-mean"
+                         else (mask[rows].sum(1) > 0).sum().clamp(min=1))
                 totals: dict[str, float] = {}
                 actor_opt.zero_grad(set_to_none=True)
                 if critic_opt is not None:
                     critic_opt.zero_grad(set_to_none=True)
                 for idx, w in micro_batches(rows, cfg.micro_batch_size, batch["lengths"]):
                     ids, attn = batch["ids"][idx, :w].to(device), batch["attn"][idx, :w].to(device)
-                    m = mask[idx, : w - 1].to(device)
+                    m = weights[idx, : w - 1].to(device)
                     with autocast(device, dtype):
                         logp, entropy = forward_logprobs(model, ids, attn, cfg.temperature, with_entropy=True)
                     loss, parts = actor_loss(cfg, logp, entropy, old_logp[idx, : w - 1].to(device),
@@ -441,7 +495,7 @@ def train(
             critic_sched.step()
 
         # 5. log, evaluate, checkpoint
-        row = {"type": "train", "step": step + 1, **episode_metrics(trajs), "kl": kl_value,
+        row = {"type": "train", "step": step + 1, **episode_metrics(generated), **sampling, "kl": kl_value,
                "lr": actor_sched.get_last_lr()[0],
                "tokens_per_second": stats.generated_tokens / max(stats.generate_seconds, 1e-9),
                "generated_tokens": stats.generated_tokens, "step_seconds": time.perf_counter() - t_step}

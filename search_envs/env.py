@@ -311,6 +311,10 @@ class SearchEnv(gym.Env[str, str]):
         info["num_searches"] = ep.num_searches
         if terminated or truncated:
             ep.done = True
+            whole_episode_check = getattr(self.protocol, "episode_format_ok", None)  # ReSearch's validate_format
+            if whole_episode_check is not None:
+                ep.format_ok = ep.format_ok and whole_episode_check(
+                    "".join(text for role, text in ep.transcript if role != "prompt"))
             prediction = parsed.answer if terminated else None
             outcome = EpisodeOutcome(prediction, ep.task.answers, ep.format_ok, ep.num_searches)
             components = self.reward_spec.components(outcome)

@@ -339,3 +339,113 @@ def make_protocol(protocol: str | Protocol) -> Protocol:
         return PROTOCOLS[protocol]()
     except KeyError:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {sorted(PROTOCOLS)}") from None
+
+
+# ----------------------------------------------------------------------------- ReSearch
+def last_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} (or '\\boxed x') in `text`, None when there is none
+    or it cannot be read: ReSearch's `last_boxed_only_string` + `remove_boxed`, whose failures
+    (an unclosed brace, an \\fbox) it scores as a format error."""
+    if "\\boxed " in text:
+        return text.split("\\boxed ")[-1].split("$")[0]
+    start = text.rfind("\\boxed")
+    if start < 0:
+        return None  # \fbox alone: remove_boxed's assertion fails in ReSearch
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                boxed = text[start : i + 1]
+                return boxed[len("\\boxed{") : -1] if boxed.startswith("\\boxed{") else None
+    return None
+
+
+def research_format_ok(response: str) -> bool:
+    """ReSearch's `validate_format` over the whole response (the policy's turns and the results):
+    <think> tags paired and present, one <answer> block, every <search> followed by its
+    </search>, <result>, </result> in that order, and \\boxed{} in the answer."""
+    if response.count("<think>") != response.count("</think>") or response.count("<think>") == 0:
+        return False
+    if response.count("<answer>") != 1 or response.count("</answer>") != 1:
+        return False
+    pos = 0
+    while (search := response.find("<search>", pos)) >= 0:
+        result = response.find("<result>", search)
+        search_end = response.find("</search>", search)
+        result_end = response.find("</result>", result)
+        if -1 in (result, search_end, result_end) or not search < search_end < result < result_end:
+            return False
+        pos = result_end
+    start, end = response.find("<answer>"), response.find("</answer>")
+    if start > end:
+        return False
+    content = response[start:end]
+    return "\\boxed{" in content and "}" in content
+
+
+class ReSearchProtocol(Protocol):
+    """ReSearch (Chen et al. 2025; Agent-RL/ReSearch): searches are steps of the reasoning,
+    `<search> q </search>` anywhere in the text (inside a <think> too), results come back in
+    ` <result>\\n...\\n</result>` as the passages' '"Title"\\ntext' joined by blank lines, and the
+    answer is `<answer> ... \\boxed{a} </answer>`. Its format check runs over the whole
+    episode (`episode_format_ok`), as its reward does."""
+
+    name = "research"
+    stop_strings = ("</search>", "</answer>")
+
+    def prompt(self, question: str) -> str:
+        # re_search_template (src/verl/utils/dataset/template.py), the base-model template
+        return (
+            "A conversation between User and Assistant. The user asks a question, and the assistant solves it. "
+            "The assistant first thinks about the reasoning process in the mind and then provides the user with "
+            "the answer. During thinking, the assistant can invoke the wikipedia search tool to search for fact "
+            "information about specific topics if needed. The reasoning process and answer are enclosed within "
+            "<think> </think> and <answer> </answer> tags respectively, and the search query and result are "
+            "enclosed within <search> </search> and <result> </result> tags respectively. For example, <think> "
+            "This is the reasoning process. </think> <search> search query here </search> <result> search result "
+            "here </result> <think> This is the reasoning process. </think> <answer> The final answer is \\[ "
+            "\\boxed{answer here} \\] </answer>. In the last part of the answer, the final exact answer is enclosed "
+            f"within \\boxed{{}} with latex format. User: {question.strip()}. Assistant:"
+        )
+
+    def parse(self, text: str) -> Action:
+        search_end, answer_end = text.find("</search>"), text.find("</answer>")
+        if search_end >= 0 and (answer_end < 0 or search_end < answer_end):
+            # the rollout stops at </search> and searches the last <search> block before it
+            start = text.rfind("<search>", 0, search_end)
+            query = _clean_query(text[start + len("<search>") : search_end]) if start >= 0 else ""
+            if not query:
+                return Action("invalid", error="empty search query", format_ok=False)
+            return Action("search", queries=[query])
+        block = first_block(text, (("<answer>", "</answer>"),))
+        if block is None:
+            return Action("invalid", error="no <search> or <answer> block", format_ok=False)
+        answer = last_boxed(block[1])
+        if answer is None:
+            return Action("answer", answer=block[1].strip(), format_ok=False)
+        return Action("answer", answer=answer.strip())
+
+    def episode_format_ok(self, response: str) -> bool:
+        return research_format_ok(response)
+
+    def observation(self, queries: Sequence[str], results: Sequence[Sequence[Document]]) -> str:
+        return self.wrap("\n\n".join(d.contents for d in results[0]) or _no_hits(results[0]))
+
+    def wrap(self, text: str) -> str:
+        return f" <result>\n{text.strip()}\n</result>"
+
+    def search_action(self, query: str) -> str:
+        return f"<think> I need to search for {query}. </think> <search> {query} </search>"
+
+    def answer_action(self, answer: str) -> str:
+        return f"<think> I know the answer. </think> <answer> The final answer is \\[ \\boxed{{{answer}}} \\] </answer>"
+
+    def error_observation(self, message: str) -> str:
+        return (f"\nMy previous action is invalid ({message}). I should search with <search> query </search> or "
+                "answer with <answer> The final answer is \\[ \\boxed{answer} \\] </answer>.\n")
+
+
+PROTOCOLS[ReSearchProtocol.name] = ReSearchProtocol

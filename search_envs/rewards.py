@@ -161,3 +161,46 @@ def make_reward(reward: str | RewardSpec) -> RewardSpec:
         return REWARD_PRESETS[reward]
     except KeyError:
         raise ValueError(f"unknown reward {reward!r}; choose from {sorted(REWARD_PRESETS)}") from None
+
+
+# ----------------------------------------------------------------------------- ReSearch
+def research_f1(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """ReSearch's `get_f1_score`: SQuAD token F1, except that a "yes"/"no"/"noanswer" on either
+    side scores only when both sides are equal (the plain F1 would give "yes" half of
+    "yes it is"), and no fallback for answers that normalise to nothing."""
+    if prediction is None:
+        return 0.0
+    pred = normalize_answer(prediction)
+    best = 0.0
+    for gold in _golds(golds):
+        gold_n = normalize_answer(gold)
+        if (pred in ("yes", "no", "noanswer") or gold_n in ("yes", "no", "noanswer")) and pred != gold_n:
+            continue
+        common = sum((Counter(pred.split()) & Counter(gold_n.split())).values())
+        if common == 0:
+            continue
+        precision, recall = common / len(pred.split()), common / len(gold_n.split())
+        best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+METRICS["research_f1"] = research_f1
+
+
+@dataclass(frozen=True)
+class ReSearchReward(RewardSpec):
+    """ReSearch's `compute_score`: 0 for a broken format (checked over the whole episode by the
+    `research` protocol) or no answer, the F1 when it is positive, else 0.1 for a well-formed
+    wrong answer. Components: "research_f1" and "format" (the 0.1)."""
+
+    answer_metric: str | None = "research_f1"
+    wrong_answer_score: float = 0.1
+
+    def components(self, outcome: EpisodeOutcome) -> dict[str, float]:
+        if not format_reward(outcome):
+            return {"research_f1": 0.0}
+        f1 = research_f1(outcome.prediction, outcome.answers)
+        return {"research_f1": f1, "format": 0.0 if f1 > 0 else self.wrong_answer_score}
+
+
+REWARD_PRESETS["research"] = ReSearchReward()

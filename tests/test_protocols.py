@@ -203,4 +203,4 @@ def test_make_protocol():
         make_protocol("xml")
     for cls in PROTOCOLS.values():
         assert issubclass(cls, Protocol) and cls.stop_strings
-        assert "Question" in cls().prompt("Q?") or "User:Q?" in cls().prompt("Q?")
+        assert any(marker in cls().prompt("Q?") for marker in ("Question", "User:Q?", "User: Q?."))

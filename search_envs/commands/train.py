@@ -24,13 +24,17 @@ def _field_type(f):
         return type(default)
     if f.name in ("group_size", "torch_threads"):
         return int
+    annotation = str(f.type)  # "float | None": an option whose default depends on the algorithm
+    for kind in (bool, float, int):
+        if annotation.startswith(f"{kind.__name__} |"):
+            return kind
     return str
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from search_envs.agents.config import TrainConfig
 
-    p = sub.add_parser("train", help="train a search agent with PPO or GRPO", description=__doc__.split("\n")[0])
+    p = sub.add_parser("train", help="train a search agent with PPO, GRPO, DAPO or REINFORCE++", description=__doc__.split("\n")[0])
     for f in fields(TrainConfig):
         flags = [f"--{f.name.replace('_', '-')}"] + ALIASES.get(f.name, [])
         if f.name == "env_kwargs":
