@@ -140,6 +140,13 @@ class SearchR1Protocol(Protocol):
             return Action("invalid", error="empty search query", format_ok=False)
         return Action("search", queries=[query], format_ok=format_ok)
 
+    def observation(self, queries: Sequence[str], results: Sequence[Sequence[Document]]) -> str:
+        """As Search-R1's `execute_predictions`; a query without hits gets an empty block, as
+        there (a failed web search still says why)."""
+        if len(queries) == 1 and not results[0] and not getattr(results[0], "error", None):
+            return self.wrap("")
+        return super().observation(queries, results)
+
     def search_action(self, query: str) -> str:
         return f"<search> {query} </search>"
 
@@ -155,11 +162,15 @@ class SearchR1Protocol(Protocol):
 
 
 class R1SearcherProtocol(Protocol):
-    """R1-Searcher tags: <|begin_of_query|> q <|end_of_query|>, documents in
-    <|begin_of_documents|> ... <|end_of_documents|>, the answer in <answer>.
+    """R1-Searcher, as its trainer reads and writes text (RUCAIBox/R1-Searcher,
+    `OpenRLHF-RAG/openrlhf/trainer/ppo_utils/experience_maker.py`, `_generate_vllm_with_retrieve`).
 
-    Several keywords may be separated by tabs inside one query block (R1-Searcher
-    v1 prompt); each becomes its own query.
+    Generation stops at <|end_of_query|> or </answer>, whichever comes first. A search is
+    one query: the text after the *last* <|begin_of_query|> before the stop, with double
+    quotes removed and whitespace (tabs too) collapsed. An answer is the text after the
+    last <answer> before </answer>. Documents come back as R1-Searcher renders its
+    corpus lines, "(1)title   text" one per line, inside <|begin_of_documents|>, so its
+    format reward (which counts "<|begin_of_documents|>\n(1)") sees what it expects.
     """
 
     name = "r1_searcher"
@@ -167,30 +178,54 @@ class R1SearcherProtocol(Protocol):
     _tags = (("<|begin_of_query|>", "<|end_of_query|>"), ("<answer>", "</answer>"))
 
     def prompt(self, question: str) -> str:
+        """R1-Searcher's base prompt (`openrlhf/datasets/prompts_dataset.py`, no chat template)."""
         return (
-            "The User asks a question, and the Assistant solves it. The Assistant first thinks about the "
-            "reasoning process in the mind and then provides the User with the final answer. The output "
-            "format of reasoning process and final answer are enclosed within <think> </think> and "
-            "<answer> </answer> tags, respectively, i.e., \"<think> reasoning process here </think>\n\n"
-            "<answer> final answer here </answer>\". During the thinking process, the Assistant can "
-            "perform searching for uncertain knowledge if necessary with the format of "
-            "\"<|begin_of_query|> keyword_1\tkeyword_2\t... <|end_of_query|>\". The system will provide "
-            "the Assistant with helpful information with the format of "
-            "\"<|begin_of_documents|> ...search results... <|end_of_documents|>\".\n\n"
+            "The User asks a question, and the Assistant solves it.\n"
+            "The Assistant first thinks about the reasoning process in the mind and then provides the User with "
+            "the final answer.\n"
+            "The output format of reasoning process and final answer are enclosed within <think> </think> and "
+            "<answer> </answer> tags, respectively, i.e., \"<think> reasoning process here </think>\n\n<answer> "
+            "final answer here </answer>\".\n"
+            "During the thinking process, **the Assistant can perform searching** for uncertain knowledge if "
+            "necessary with the format of \"<|begin_of_query|> search query (only list keywords, such as "
+            "**\"keyword_1 keyword_2 ...\"**)<|end_of_query|>\". **A query must involve only a single triple**.\n"
+            "Then, the search system will provide the Assistant with the retrieval information with the format "
+            "of \"<|begin_of_documents|> ...search results... <|end_of_documents|>\".\n\n"
             f"User:{question.strip()}\nAssistant: <think>"
         )
 
+    def _queries(self, body: str) -> list[str]:
+        query = " ".join(body.replace('"', "").split())[:MAX_QUERY_CHARS]
+        return [query] if query else []
+
     def parse(self, text: str) -> Action:
-        block = first_block(text, self._tags)
-        if block is None:
-            return Action("invalid", error="no <|begin_of_query|> or <answer> block", format_ok=False)
-        which, body = block
+        stops = [(i, text.find(close)) for i, (_, close) in enumerate(self._tags)]
+        stops = [(pos, i) for i, pos in stops if pos >= 0]
+        if not stops:
+            return Action("invalid", error="no <|end_of_query|> or </answer>", format_ok=False)
+        end, which = min(stops)
+        open_tag = self._tags[which][0]
+        segment = text[:end]
+        if open_tag not in segment:
+            return Action("invalid", error=f"{self._tags[which][1]} without {open_tag}", format_ok=False)
+        body = segment.rsplit(open_tag, 1)[1]
+        format_ok = "<|begin_of_documents|>" not in segment and "<|end_of_documents|>" not in segment
         if which == 1:
-            return Action("answer", answer=body.strip())
-        queries = _clean_queries(body.split("\t"))
+            return Action("answer", answer=body.strip(), format_ok=format_ok)
+        queries = self._queries(body)
         if not queries:
             return Action("invalid", error="empty search query", format_ok=False)
-        return Action("search", queries=queries)
+        return Action("search", queries=queries, format_ok=format_ok)
+
+    def observation(self, queries: Sequence[str], results: Sequence[Sequence[Document]]) -> str:
+        blocks = []
+        for query, docs in zip(queries, results):
+            lines = "".join(f"({i + 1}){d.title}   {d.text}\n" for i, d in enumerate(docs))
+            if not lines:
+                error = getattr(docs, "error", None)  # R1-Searcher writes "None" for no hit
+                lines = f"None (search failed: {error})" if error else "None"
+            blocks.append(lines if len(queries) == 1 else f"Query: {query}\n{lines}")
+        return "\n\n<|begin_of_documents|>\n" + "\n".join(blocks) + "<|end_of_documents|>\n\n"
 
     def search_action(self, query: str) -> str:
         return f"<|begin_of_query|> {query} <|end_of_query|>"
@@ -203,6 +238,22 @@ class R1SearcherProtocol(Protocol):
             f"\nMy previous action is invalid ({message}). To search I write <|begin_of_query|> keywords "
             "<|end_of_query|>; to answer I write <answer> answer </answer>.\n"
         )
+
+
+class R1SearcherMultiQueryProtocol(R1SearcherProtocol):
+    """R1-Searcher's tags, but tab-separated keywords in one query block are separate
+    searches (as its v1 evaluation prompt suggests writing them); not R1-Searcher's trainer."""
+
+    name = "r1_searcher_multi"
+
+    def prompt(self, question: str) -> str:
+        return super().prompt(question).replace(
+            'search query (only list keywords, such as **"keyword_1 keyword_2 ..."**)',
+            "keyword_1\tkeyword_2\t... (each tab-separated part is searched on its own)",
+        )
+
+    def _queries(self, body: str) -> list[str]:
+        return _clean_queries(body.split("\t"))
 
 
 class ToolCallProtocol(Protocol):
@@ -326,6 +377,7 @@ class SearchR1BrowseProtocol(SearchR1Protocol):
 PROTOCOLS: dict[str, type[Protocol]] = {
     SearchR1Protocol.name: SearchR1Protocol,
     R1SearcherProtocol.name: R1SearcherProtocol,
+    R1SearcherMultiQueryProtocol.name: R1SearcherMultiQueryProtocol,
     ToolCallProtocol.name: ToolCallProtocol,
     SearchR1BrowseProtocol.name: SearchR1BrowseProtocol,
 }

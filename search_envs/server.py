@@ -4,8 +4,16 @@
     ->  {"result": [[{"document": {"id": "...", "contents": "\\"Title\\"\\ntext"}, "score": 1.2}, ...], ...]}
 
 Without `return_scores` each result list holds the documents themselves. Search-R1,
-R1-Searcher and verl's search tools post exactly this, so a trainer written for them
+ZeroSearch and verl's search tools post exactly this, so a trainer written for them
 can point at `search-envs serve` unchanged, and `RemoteEngine` talks to either.
+
+    POST /queries  {"queries": ["q1"], "k": 3}
+    ->  {"queries": ["q1"], "answers": [["12\tTitle   text", ...]]}
+
+is R1-Searcher's retriever (`train/wiki_corpus_load.py`): each answer is a corpus
+line, `id<TAB>title   text` as its KILT corpus is written, whose leading id its
+trainer strips. The default limits accept what these trainers send in one step
+(Search-R1's GRPO: 512 questions x 5 rollouts = 2,560 queries in one request).
 
 Concurrent requests are merged: a batcher task collects queued requests (up to
 `max_batch_size` queries, waiting at most `max_wait_ms` after the first) and sends
@@ -38,11 +46,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """Request limits and batching knobs. Requests over a limit get a 4xx, never a crash."""
+    """Request limits and batching knobs. Requests over a limit get a 4xx, never a crash.
 
-    max_queries: int = 1024
-    max_query_chars: int = 4096
-    max_body_bytes: int = 4 * 1024 * 1024
+    The defaults take a whole training step of the papers' trainers in one request (Search-R1
+    at 512 x 5 rollouts, larger verl batches up to 16,384 queries) with queries as long as a
+    500-token turn can make them; lower them for a server shared with untrusted clients.
+    """
+
+    max_queries: int = 16_384
+    max_query_chars: int = 16_384
+    max_body_bytes: int = 64 * 1024 * 1024
     max_topk: int = 100
     default_topk: int = 3
     max_batch_size: int = 256
@@ -59,9 +72,26 @@ class RetrieveRequest(BaseModel):
     return_scores: bool = False
 
 
+class QueriesRequest(BaseModel):
+    """R1-Searcher's request body: `k` documents for each of `queries`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    queries: list[str]
+    k: int | None = None
+
+
 def document_json(doc: Document) -> dict[str, str]:
     """A document as Search-R1's corpus rows are: id and '"Title"\\ntext' contents."""
     return {"id": doc.id, "contents": doc.contents}
+
+
+def corpus_line(doc: Document, rank: int) -> str:
+    """A document as a line of R1-Searcher's KILT corpus (`split_kilt_to_100.py`):
+    'id<TAB>title   text'. Its trainer strips a leading number, so a non-numeric id
+    is replaced by the rank."""
+    number = doc.id if doc.id.isdigit() else str(rank)
+    return f"{number}\t{doc.title}   {doc.text}"
 
 
 @dataclass
@@ -167,7 +197,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def create_app(engine: SearchEngine, api_key: str | None = None, limits: ServerLimits = ServerLimits()) -> FastAPI:
-    """The FastAPI app serving `engine`. With `api_key`, /retrieve needs `Authorization: Bearer <key>`."""
+    """The FastAPI app serving `engine`. With `api_key`, /retrieve and /queries need
+    `Authorization: Bearer <key>`."""
     batcher = MicroBatcher(engine, limits.max_batch_size, limits.max_wait_ms)
 
     @contextlib.asynccontextmanager
@@ -183,8 +214,8 @@ def create_app(engine: SearchEngine, api_key: str | None = None, limits: ServerL
     async def health() -> dict:
         return {"status": "ok", "engine": engine.name, "queued": batcher.queued, "batches": batcher.batches}
 
-    @app.post("/retrieve")
-    async def retrieve(request: Request):
+    async def checked(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+        """The request body as `model`, or the 4xx response that says what is wrong with it."""
         if api_key is not None:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
@@ -192,38 +223,64 @@ def create_app(engine: SearchEngine, api_key: str | None = None, limits: ServerL
                               {"WWW-Authenticate": "Bearer"})
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
-            return _error(413, f"request body over {limits.max_body_bytes} bytes")
+            return _error(413, f"request body over {limits.max_body_bytes} bytes (the server's max_body_bytes)")
         body = bytearray()
         async for chunk in request.stream():
             body.extend(chunk)
             if len(body) > limits.max_body_bytes:
-                return _error(413, f"request body over {limits.max_body_bytes} bytes")
+                return _error(413, f"request body over {limits.max_body_bytes} bytes (the server's max_body_bytes)")
         try:
-            req = RetrieveRequest.model_validate_json(bytes(body))
+            req = model.model_validate_json(bytes(body))
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
             )
             bad_json = any(e["type"] == "json_invalid" for e in exc.errors())
             return _error(400 if bad_json else 422, f"bad request: {problems}")
-        k = req.topk or limits.default_topk  # Search-R1: a missing or 0 topk means the default
+        queries = req.queries  # type: ignore[attr-defined]
+        if len(queries) > limits.max_queries:
+            return _error(413, f"at most {limits.max_queries} queries per request (the server's max_queries, "
+                               f"--max-queries), got {len(queries)}")
+        too_long = [i for i, q in enumerate(queries) if len(q) > limits.max_query_chars]
+        if too_long:
+            return _error(413, f"queries {too_long[:5]} are over {limits.max_query_chars} characters "
+                               "(the server's max_query_chars, --max-query-chars)")
+        return req
+
+    async def search(queries: list[str], topk: int | None) -> list[list[Document]] | JSONResponse:
+        k = topk or limits.default_topk  # Search-R1: a missing or 0 topk means the default
         if not 1 <= k <= limits.max_topk:
             return _error(422, f"topk must be between 1 and {limits.max_topk}, got {k}")
-        if len(req.queries) > limits.max_queries:
-            return _error(413, f"at most {limits.max_queries} queries per request, got {len(req.queries)}")
-        too_long = [i for i, q in enumerate(req.queries) if len(q) > limits.max_query_chars]
-        if too_long:
-            return _error(413, f"queries {too_long[:5]} are over {limits.max_query_chars} characters")
-        if not req.queries:
-            return {"result": []}
+        if not queries:
+            return []
         try:
-            results = await batcher.search(req.queries, k)
+            return await batcher.search(queries, k)
         except Exception as exc:
             return _error(500, f"search engine error: {type(exc).__name__}: {exc}"[:500])
+
+    @app.post("/retrieve")
+    async def retrieve(request: Request):
+        req = await checked(request, RetrieveRequest)
+        if isinstance(req, JSONResponse):
+            return req
+        results = await search(req.queries, req.topk)
+        if isinstance(results, JSONResponse):
+            return results
         if req.return_scores:
             return {"result": [[{"document": document_json(d), "score": float(d.score)} for d in docs]
                                for docs in results]}
         return {"result": [[document_json(d) for d in docs] for docs in results]}
+
+    @app.post("/queries")
+    async def queries(request: Request):
+        req = await checked(request, QueriesRequest)
+        if isinstance(req, JSONResponse):
+            return req
+        results = await search(req.queries, req.k)
+        if isinstance(results, JSONResponse):
+            return results
+        return {"queries": req.queries,
+                "answers": [[corpus_line(d, rank) for rank, d in enumerate(docs)] for docs in results]}
 
     return app
 

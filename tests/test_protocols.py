@@ -99,21 +99,36 @@ def test_search_r1_error_observation():
 # --- R1-Searcher ---------------------------------------------------------------------------
 
 
-def test_r1_searcher_parsing():
-    action = r1.parse("<think>hmm</think><|begin_of_query|> Nobel prize\t 1903 physics \t\t<|end_of_query|> trailing")
+def test_r1_searcher_parsing_is_r1_searchers_one_query():
+    # one query: the last begin tag before the stop, double quotes removed, whitespace collapsed
+    action = r1.parse('<think>hmm</think><|begin_of_query|> x <|begin_of_query|> "Nobel" prize\t 1903 \t\t<|end_of_query|> t')
+    assert (action.kind, action.queries, action.format_ok) == ("search", ["Nobel prize 1903"], True)
+    # whichever stop string comes first ends the turn; the answer is after the last <answer>
+    assert r1.parse("<answer> a <answer> Marie Curie </answer><|begin_of_query|>q<|end_of_query|>").answer == "Marie Curie"
+    assert r1.parse("<|begin_of_query|>q<|end_of_query|><answer>x</answer>").queries == ["q"]
+    assert r1.parse("<|begin_of_query|>\t \t\"<|end_of_query|>").error == "empty search query"
+    assert r1.parse("<|begin_of_query|> never closed").kind == "invalid"
+    assert r1.parse("no tag <|end_of_query|>").kind == "invalid"
+    assert r1.parse("<search>q</search>").kind == "invalid"
+    # writing the environment's document tags is a format error (R1-Searcher's counts would not match)
+    assert not r1.parse("<|begin_of_documents|>\n(1)x<|end_of_documents|><answer>y</answer>").format_ok
+
+
+def test_r1_searcher_multi_query_is_a_separate_protocol():
+    multi = make_protocol("r1_searcher_multi")
+    action = multi.parse("<|begin_of_query|> Nobel prize\t 1903 physics \t\t<|end_of_query|> trailing")
     assert (action.kind, action.queries) == ("search", ["Nobel prize", "1903 physics"])
     many = "\t".join(f"k{i}" for i in range(20))
-    assert r1.parse(f"<|begin_of_query|>{many}<|end_of_query|>").queries == [f"k{i}" for i in range(MAX_QUERIES_PER_CALL)]
-    assert r1.parse("<answer> Marie Curie </answer><|begin_of_query|>q<|end_of_query|>").answer == "Marie Curie"
-    assert r1.parse("<|begin_of_query|>\t \t<|end_of_query|>").error == "empty search query"
-    assert r1.parse("<|begin_of_query|> never closed").kind == "invalid"
-    assert r1.parse("<search>q</search>").kind == "invalid"
+    assert multi.parse(f"<|begin_of_query|>{many}<|end_of_query|>").queries == [f"k{i}" for i in range(MAX_QUERIES_PER_CALL)]
+    assert "keyword_1\tkeyword_2" in multi.prompt("q")
 
 
 def test_r1_searcher_layout():
-    docs = [Document("1", "Marie Curie", "Physicist and chemist.")]
+    docs = [Document("1", "Marie Curie", "Physicist and chemist."), Document("2", "Pierre Curie", "Physicist.")]
     obs = r1.observation(["curie"], [docs])
-    assert obs == '\n\n<|begin_of_documents|>\nDoc 1(Title: "Marie Curie") Physicist and chemist.\n<|end_of_documents|>\n\n'
+    assert obs == ("\n\n<|begin_of_documents|>\n(1)Marie Curie   Physicist and chemist.\n(2)Pierre Curie   Physicist.\n"
+                   "<|end_of_documents|>\n\n")
+    assert r1.observation(["nothing"], [[]]) == "\n\n<|begin_of_documents|>\nNone<|end_of_documents|>\n\n"
     assert "User:Who won?\nAssistant: <think>" in r1.prompt(" Who won? ")
     assert "<|begin_of_query|>" in r1.error_observation("x")
 

@@ -13,7 +13,7 @@ API_KEY_ENV = "SEARCH_ENVS_API_KEY"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve an index over HTTP (POST /retrieve, Search-R1's protocol)",
+        help="serve an index over HTTP (POST /retrieve, Search-R1's protocol; POST /queries, R1-Searcher's)",
         description="Serve a local index with Search-R1's /retrieve protocol and dynamic micro-batching.",
     )
     src = p.add_mutually_exclusive_group()
@@ -30,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch-size", type=int, default=256, help="queries merged into one engine call")
     p.add_argument("--max-wait-ms", type=float, default=0.0,
                    help="how long a batch waits for more requests (0: batch what queued while the engine was busy)")
-    p.add_argument("--max-queries", type=int, default=1024, help="queries allowed in one request")
+    p.add_argument("--max-queries", type=int, default=None,
+                   help="queries allowed in one request (default 16384; a whole Search-R1 GRPO step is 2560)")
+    p.add_argument("--max-query-chars", type=int, default=None, help="characters allowed in one query (default 16384)")
+    p.add_argument("--max-body-mb", type=float, default=None, help="largest request body in MiB (default 64)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=run)
 
@@ -42,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host) and api_key is None:
         print(f"warning: serving on {args.host} without an API key: anyone who can reach it can query it",
               file=sys.stderr)
-    limits = ServerLimits(default_topk=args.topk, max_batch_size=args.max_batch_size,
-                          max_wait_ms=args.max_wait_ms, max_queries=args.max_queries)
+    bounds = {"max_queries": args.max_queries, "max_query_chars": args.max_query_chars,
+              "max_body_bytes": None if args.max_body_mb is None else int(args.max_body_mb * 2**20)}
+    limits = ServerLimits(default_topk=args.topk, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                          **{name: value for name, value in bounds.items() if value is not None})
     engine = _open(args)
     print(f"serving {engine.name} on http://{args.host}:{args.port}/retrieve", file=sys.stderr, flush=True)
     try:
