@@ -1,4 +1,5 @@
-"""`search-envs index build|info`: build a local retrieval index, or show and check one."""
+"""`search-envs index build|info|import`: build a local retrieval index, show and check one,
+or adopt a Search-R1/FlashRAG faiss index and its corpus without copying them."""
 
 from __future__ import annotations
 
@@ -43,6 +44,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--quick", action="store_true", help="check sizes only, not sha256 sums")
     i.set_defaults(func=run_info)
 
+    m = cmds.add_parser("import", help="adopt a Search-R1/FlashRAG faiss index + corpus jsonl (linked, not copied)")
+    m.add_argument("--faiss-index", default=None, help="e.g. e5_Flat.index (default with --from-data: the downloaded one)")
+    m.add_argument("--corpus", default=None, help="the corpus jsonl whose line i is the index's row i")
+    m.add_argument("--from-data", action="store_true",
+                   help="use wiki-18 and wiki-18-e5-flat as `search-envs data get` left them")
+    m.add_argument("--out", required=True, help="index directory to create")
+    m.add_argument("--model", default=None, help="the encoder the index was built with (default intfloat/e5-base-v2)")
+    m.add_argument("--query-prefix", default=None, help='default by model family ("query: " for e5)')
+    m.add_argument("--passage-prefix", default=None)
+    m.add_argument("--force", action="store_true", help="replace --out if it exists")
+    m.set_defaults(func=run_import)
+
 
 PARAMS = ("passage_words", "k1", "b", "model", "faiss", "query_prefix", "passage_prefix", "batch_size", "device",
           "hnsw_m", "ef_construction", "ef_search", "nlist", "pq_m", "pq_bits", "nprobe")
@@ -70,3 +83,25 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"{len(files)} files, {total / 1e6:.1f} MB: " + ", ".join(f"{n} ({m['bytes']:,} B)" for n, m in files.items()))
     print(f"OK: {args.dir} is a valid {manifest['kind']} index ({'sizes' if args.quick else 'sizes and sha256 sums'} checked)")
     return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from search_envs.index_import import SEARCH_R1_MODEL, import_faiss_index
+
+    index_file, corpus = args.faiss_index, args.corpus
+    if args.from_data:
+        from search_envs.hub import item_path
+
+        index_file = index_file or item_path("wiki-18-e5-flat")
+        corpus = corpus or item_path("wiki-18")
+    if index_file is None or corpus is None:
+        print("search-envs: error: give --faiss-index and --corpus (or --from-data)", file=sys.stderr)
+        return 2
+    try:
+        out = import_faiss_index(index_file, corpus, args.out, model=args.model or SEARCH_R1_MODEL,
+                                 query_prefix=args.query_prefix, passage_prefix=args.passage_prefix,
+                                 overwrite=args.force)
+    except FileExistsError as exc:
+        print(f"search-envs: error: {exc}", file=sys.stderr)
+        return 2
+    return run_info(argparse.Namespace(dir=str(out), corpus=None, quick=False))
