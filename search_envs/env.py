@@ -263,7 +263,8 @@ class SearchEnv(gym.Env[str, str]):
         if terminated or truncated:
             ep.done = True
             prediction = parsed.answer if terminated else None
-            outcome = EpisodeOutcome(prediction, ep.task.answers, ep.format_ok, ep.num_searches)
+            outcome = EpisodeOutcome(prediction, ep.task.answers, ep.format_ok, ep.num_searches,
+                                     tuple(ep.queries), self.render_text())
             components = self.reward_spec.components(outcome)
             reward = float(sum(components.values()))
             info.update(
