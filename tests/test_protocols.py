@@ -149,6 +149,41 @@ def test_r1_searcher_parsing_is_r1_searchers_one_query():
     assert not r1.parse("<|begin_of_documents|>\n(1)x<|end_of_documents|><answer>y</answer>").format_ok
 
 
+def test_r1_searcher_reads_queries_and_answers_as_its_code_on_generated_turns():
+    """R1-Searcher (RUCAIBox/R1-Searcher, commit 631167cbb3c2464f805730e3e364a690f5b136d4; MIT License,
+    Copyright (c) 2024 Huatong Song): the query as `_generate_vllm_with_retrieve` reads it
+    (OpenRLHF-RAG/openrlhf/trainer/ppo_utils/experience_maker.py) and the answer as its reward
+    server does (train/reward_server_qwen_zero.py `extract_answer_math`), on text cut at the stop."""
+    import random
+
+    def r1_query(generated_text):
+        query = generated_text.split("<|begin_of_query|>")[-1].split("<|end_of_query|>")[0]
+        query = query.replace('"',"").strip()
+        query = " ".join(query.split())
+        return query
+
+    def r1_answer(s):
+        return s.split("<answer>")[-1].split("</answer>")[0].strip()
+
+    rng = random.Random(0)
+    pieces = ["<|begin_of_query|>", "<answer>", " Marie ", '"Curie"', "\t", "\n", "<think>", "</think>", " 1903 ",
+              "'s", " ", "…", "Zürich"]
+    checked = 0
+    for _ in range(3000):
+        body = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 10)))
+        stop = rng.choice(["<|end_of_query|>", "</answer>"])
+        action = r1.parse(body + stop + " after")
+        if stop == "<|end_of_query|>" and "<|begin_of_query|>" in body and r1_query(body):
+            assert action.kind == "search" and action.queries == [r1_query(body)], body
+            checked += 1
+        elif stop == "</answer>" and "<answer>" in body:
+            assert action.kind == "answer" and action.answer == r1_answer(body + stop), body
+            checked += 1
+        else:
+            assert action.kind == "invalid", body
+    assert checked > 600
+
+
 def test_r1_searcher_multi_query_is_a_separate_protocol():
     multi = make_protocol("r1_searcher_multi")
     action = multi.parse("<|begin_of_query|> Nobel prize\t 1903 physics \t\t<|end_of_query|> trailing")
