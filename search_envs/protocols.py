@@ -116,7 +116,9 @@ class SearchR1Protocol(Protocol):
     """Search-R1 tags: <think>, <search>, <information>, <answer>.
 
     As in Search-R1, the first <search> or <answer> block wins and anything after
-    its closing tag is ignored.
+    its closing tag is ignored. Deliberate difference: the corrective message says in
+    parentheses what was wrong (Search-R1's says only "My previous action is invalid."),
+    since the env also uses it for failed searches and unavailable tools.
     """
 
     name = "search_r1"
