@@ -292,7 +292,9 @@ REWARD_PRESETS: dict[str, RewardSpec] = {
     "substring": RewardSpec("substring"),
     # Search-R1's compute_score_em: its EM of its extract_solution over the whole transcript.
     "search_r1": RewardSpec("search_r1_em", extract="search_r1"),
-    # R1-Searcher stage 1: 0.5 for retrieving, 0.5 for a well-formed answer, no answer reward.
+    # R1-Searcher stage 1 as its paper describes it: 0.5 for retrieving, 0.5 for a well-formed
+    # answer, no answer reward. (Its released train/reward_server_llama_stage1.py also adds +1 / -1
+    # by cover-EM and checks tag counts over the whole text; not reproduced here.)
     "r1_searcher_stage1": RewardSpec(None, format_weight=0.5, retrieval_weight=0.5),
     # R1-Searcher stage 2: its F1 answer reward, -2 when the format is wrong.
     "r1_searcher_stage2": RewardSpec("r1_searcher_f1", format_penalty=-2.0),
