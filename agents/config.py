@@ -62,7 +62,9 @@ class TrainConfig:
     """rollout.n_agent: rollouts per question. None = 5 for GRPO, 1 for PPO, 16 for DAPO (the paper's
     n) and REINFORCE++ (R1-Searcher's N_SAMPLES)."""
     mini_batch_size: int = 256
-    """actor.ppo_mini_batch_size, in questions: optimizer steps per batch = questions_per_step / this."""
+    """actor.ppo_mini_batch_size, in trajectories: optimizer updates per step =
+    questions_per_step * group_size / this. Search-R1's verl does not multiply it by n_agent
+    (only by rollout.n, 1 there), so its GRPO run makes 512 x 5 / 256 = 10 updates per step."""
     micro_batch_size: int = 8
     """Trajectories per forward/backward (gradient accumulation inside a mini-batch)."""
     ppo_epochs: int = 1
@@ -117,8 +119,9 @@ class TrainConfig:
 
     # --- rollouts ---------------------------------------------------------------------------
     temperature: float = 1.0
-    top_p: float = 1.0
-    """rollout.top_p=1.0 in Search-R1's scripts (verl's yaml default is 0.95)."""
+    top_p: float = 0.95
+    """rollout.top_p: Search-R1's train_grpo.sh and train_ppo.sh leave verl's yaml default, 0.95
+    (its later scripts under scripts/nq_hotpotqa set 1.0)."""
     max_turns: int = 3
     """Actions per episode (the env's max_turns): Search-R1's max_turns=2 search rounds plus its final answer turn."""
     max_start_length: int = 2048
@@ -135,6 +138,10 @@ class TrainConfig:
     """Held-out task spec for EM/F1 during training (greedy decoding); None disables."""
     eval_episodes: int = 32
     """Held-out episodes per evaluation (data.val_batch_size is 256 upstream)."""
+    eval_clean: bool = True
+    """Held-out evaluation without the noise curriculum and, for a simulated engine, without the
+    gold answer in the simulator's prompt (ZeroSearch validates on real, noise-free search).
+    False evaluates with the training env's settings."""
     eval_every: int = 50
     """trainer.test_freq."""
     save_every: int = 100
@@ -160,8 +167,8 @@ class TrainConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.questions_per_step % min(self.mini_batch_size, self.questions_per_step):
-            raise ValueError("questions_per_step must be a multiple of mini_batch_size")
+        if self.trajectories_per_step % min(self.mini_batch_size, self.trajectories_per_step):
+            raise ValueError("questions_per_step * group_size must be a multiple of mini_batch_size (trajectories)")
 
     def _resolve_algo_defaults(self) -> None:
         """The None fields that depend on the algorithm get that algorithm's published value."""
@@ -199,8 +206,12 @@ class TrainConfig:
             raise ValueError(f"bad reward_spec {self.reward_spec!r}: {exc}") from None
 
     @property
+    def trajectories_per_step(self) -> int:
+        return self.questions_per_step * int(self.group_size or 1)
+
+    @property
     def updates_per_step(self) -> int:
-        return max(1, self.questions_per_step // self.mini_batch_size) * self.ppo_epochs
+        return max(1, self.trajectories_per_step // self.mini_batch_size) * self.ppo_epochs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

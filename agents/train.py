@@ -75,9 +75,11 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 def warmup_schedule(optimizer, total_steps: int, ratio: float):
-    """verl's constant schedule: linear warm-up over ratio * total_steps, then constant."""
+    """verl's `get_constant_schedule_with_warmup`: lr * min(1, step / warm-up steps), so the
+    first step of a warm-up runs at lr 0, as in Search-R1. Without warm-up, the full lr from
+    the first step (verl's lambda would give that step lr 0 too: not kept, see agents/README.md)."""
     warmup = int(ratio * total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, s / warmup) if warmup > 0 else 1.0)
 
 
 def step_questions(task_ids: list[str], n: int, seed: int, step: int) -> list[str]:
@@ -227,6 +229,24 @@ def rollout_options(cfg: TrainConfig) -> dict[str, Any]:
                 max_total_length=cfg.max_total_length)
 
 
+def evaluation_env_kwargs(cfg: TrainConfig, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The held-out env's settings: the training env's, on the evaluation tasks; with
+    `eval_clean`, no noise curriculum and a simulator that is not shown the gold answer."""
+    kwargs = {**env_kwargs, "tasks": cfg.eval_tasks}
+    if cfg.eval_clean:
+        import inspect
+
+        import gymnasium as gym
+        from gymnasium.envs.registration import load_env_creator
+
+        kwargs["noise_schedule"] = None
+        entry_point = gym.spec(cfg.env_id).entry_point
+        creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+        if "include_answer" in inspect.signature(creator).parameters:
+            kwargs["include_answer"] = False
+    return kwargs
+
+
 def evaluate_in_training(generator, tokenizer, env, task_ids: list[str], cfg: TrainConfig) -> dict[str, float]:
     """Greedy held-out episodes with the current weights, through the same rollout code."""
     results: list[Trajectory] = []
@@ -358,7 +378,7 @@ def train(
     stop_strings = env.envs[0].protocol.stop_strings
     eval_ids: list[str] = []
     if eval_env is None and cfg.eval_tasks and cfg.eval_episodes > 0:
-        eval_env = make_vec(cfg.env_id, min(cfg.eval_episodes, 64), **{**env_kwargs, "tasks": cfg.eval_tasks})
+        eval_env = make_vec(cfg.env_id, min(cfg.eval_episodes, 64), **evaluation_env_kwargs(cfg, env_kwargs))
     if eval_env is not None:
         from search_envs.policies.base import episode_plan
 
@@ -453,7 +473,7 @@ def train(
         weights = sequence_token_weights(mask) if cfg.loss_agg_mode == "seq-mean-token-mean" else mask
 
         # 4. clipped updates in mini-batches (token mean over each mini-batch's masked tokens)
-        rows_per_mini = cfg.mini_batch_size * cfg.group_size
+        rows_per_mini = cfg.mini_batch_size  # trajectories, as Search-R1's verl (not times group_size)
         losses: dict[str, list[float]] = {}
         for _ in range(cfg.ppo_epochs):
             for m0 in range(0, len(trajs), rows_per_mini):
@@ -496,6 +516,7 @@ def train(
 
         # 5. log, evaluate, checkpoint
         row = {"type": "train", "step": step + 1, **episode_metrics(generated), **sampling, "kl": kl_value,
+               "updates": len(losses.get("grad_norm", [])),
                "lr": actor_sched.get_last_lr()[0],
                "tokens_per_second": stats.generated_tokens / max(stats.generate_seconds, 1e-9),
                "generated_tokens": stats.generated_tokens, "step_seconds": time.perf_counter() - t_step}

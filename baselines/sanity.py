@@ -7,6 +7,7 @@ import numpy as np
 
 from .common import Baseline, documents_text, question_of, turns_taken
 from search_envs.policies.base import History
+from search_envs.protocols import search_r1_question
 from search_envs.rewards import answer_in_texts
 
 
@@ -67,7 +68,8 @@ class OracleRetrieval(Baseline):
 
     def bind(self, env) -> None:
         super().bind(env)
-        self.gold = {" ".join(t.question.split()): t.answers for t in env.tasks}
+        # keyed by the question as the prompt shows it too (Search-R1's prompt appends "?")
+        self.gold = {" ".join(q.split()): t.answers for t in env.tasks for q in (t.question, search_r1_question(t.question))}
 
     def act(self, batch: list[History]) -> list[str]:
         if not self.gold:

@@ -16,6 +16,10 @@ the FlashRAG copy on the HF hub) is used. `n` keeps the first n questions.
 (with trajectories) and skips records already there, so an interrupted run
 resumes where it stopped; then a results table as Markdown and JSON and a
 bar chart PNG, with each engine's answer recall beside the accuracy.
+
+A suite may name the paper whose evaluation it reproduces (`"paper": "search_r1"` or
+`"r1_searcher"`): the table then has that paper's own metrics (`PAPER_METRICS`, computed
+as its released code does) beside ours, so a row can be set next to the paper's table.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 
 from search_envs.data import shared_data_dir
 from search_envs.policies.base import EpisodeRecord, Policy, run_episodes, summarize
-from search_envs.rewards import answer_in_texts
+from search_envs.rewards import METRICS, PAPER_METRICS, answer_in_texts, search_r1_extract_solution
 
 DR_PARQUET = "{data}/qa/deepresearcher_dev_7datasets.parquet"
 
@@ -61,6 +65,7 @@ SUITES: dict[str, dict[str, Any]] = {
         "env": "SearchEnvs/WikiBM25-v0",
         "env_kwargs": {"top_k": 3, "max_turns": 4},
         "recall_engines": ["bm25", "dense"],
+        "paper": "search_r1",
         "datasets": {
             name: {"tasks": f"{DR_PARQUET}#{source}", "fallback": f"flashrag:{config}", "n": 125}
             for name, (source, config) in SEARCH_R1_DATASETS.items()
@@ -78,6 +83,20 @@ SUITES: dict[str, dict[str, Any]] = {
             "2-hop": {"tasks": "synth:test:kinds=chain,hops=2", "n": 50},
             "3/4-hop": {"tasks": "synth:test:kinds=chain,hops=3-4", "n": 50},
             "comparison": {"tasks": "synth:test:kinds=comparison", "n": 30},
+        },
+    },
+    "r1_searcher": {
+        "name": "r1_searcher",
+        "description": "R1-Searcher's evaluation sets (500 questions each, Bamboogle whole) with its protocol "
+                       "and top-5 retrieval (evaluation/eval_search_loacl.py)",
+        "env": "SearchEnvs/WikiBM25-v0",
+        "env_kwargs": {"top_k": 5, "max_turns": 9, "protocol": "r1_searcher"},
+        "recall_engines": ["bm25"],
+        "paper": "r1_searcher",
+        "datasets": {
+            name: {"tasks": f"{{data}}/qa/r1searcher_{name}{suffix}.jsonl", "fallback": f"flashrag:{config}", "n": 125}
+            for name, suffix, config in [("hotpotqa", "_500", "hotpotqa"), ("2wiki", "_500", "2wikimultihopqa"),
+                                         ("musique", "_500", "musique"), ("bamboogle", "", "bamboogle")]
         },
     },
 }
@@ -123,7 +142,27 @@ def load_suite(spec: str | os.PathLike | dict) -> dict[str, Any]:
     suite.setdefault("env", "SearchEnvs/WikiBM25-v0")
     suite.setdefault("env_kwargs", {})
     suite.setdefault("recall_engines", [])
+    suite.setdefault("paper", None)
+    if suite["paper"] is not None and suite["paper"] not in PAPER_METRICS:
+        raise ValueError(f"suite paper {suite['paper']!r} is not one of {sorted(PAPER_METRICS)}")
     return suite
+
+
+def paper_scores(records: Sequence[dict[str, Any]], paper: str | None) -> dict[str, float]:
+    """The paper's own metrics, means over the records. Search-R1 reads the answer with its
+    `extract_solution` over the whole trajectory, as its reward does."""
+    if paper is None or not records:
+        return {}
+    scores = {}
+    for name in PAPER_METRICS[paper]:
+        total = 0.0
+        for r in records:
+            prediction = r.get("prediction")
+            if paper == "search_r1" and r.get("trajectory"):
+                prediction = search_r1_extract_solution(r["trajectory"])
+            total += METRICS[name](prediction, r.get("answers") or [])
+        scores[name] = total / len(records)
+    return scores
 
 
 def resolve_tasks(entry: dict[str, Any], n: int | None = None):
@@ -237,7 +276,7 @@ def run_suite(
         recall[kind] = {name: answer_recall(ts, engine, base.top_k) for name, ts in tasks_by_dataset.items()}
 
     results: dict[str, Any] = {"suite": suite["name"], "env": suite["env"], "env_kwargs": suite["env_kwargs"],
-                               "top_k": base.top_k, "recall": recall, "policies": {}}
+                               "top_k": base.top_k, "paper": suite["paper"], "recall": recall, "policies": {}}
     for pname, policy in policies.items():
         path = out / f"{policy_slug(pname)}.jsonl"
         done = read_records(path)
@@ -263,22 +302,28 @@ def run_suite(
         for dname, tasks in tasks_by_dataset.items():
             # only this run's questions count (a folder may hold records of a larger n)
             wanted = {t.id for t in tasks}
-            latest = {r["id"]: r for r in done if r.get("dataset") == dname and r["id"] in wanted}
-            rows[dname] = summarize(list(latest.values()))
+            latest = list({r["id"]: r for r in done if r.get("dataset") == dname and r["id"] in wanted}.values())
+            rows[dname] = {**summarize(latest), **paper_scores(latest, suite["paper"])}
         if len(rows) > 1:
-            rows["average"] = _average(rows.values())
+            rows["average"] = _average(rows.values(), columns(results))
         results["policies"][pname] = rows
     write_results(results, out)
     env.close()
     return results
 
 
-def _average(rows: Iterable[dict[str, float]]) -> dict[str, float]:
+def columns(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The table's columns: ours, then the suite's paper's own metrics."""
+    paper = results.get("paper")
+    return COLUMNS + [(name, name, "{:.3f}") for name in (PAPER_METRICS[paper] if paper else ())]
+
+
+def _average(rows: Iterable[dict[str, float]], cols: Sequence[tuple[str, str, str]] = COLUMNS) -> dict[str, float]:
     """Macro average over datasets (each dataset counts once, as in Search-R1's table)."""
     rows = [r for r in rows if r.get("n")]
     if not rows:
         return {"n": 0}
-    avg = {key: sum(r[key] for r in rows) / len(rows) for key, _, _ in COLUMNS if key != "n"}
+    avg = {key: sum(r[key] for r in rows) / len(rows) for key, _, _ in cols if key != "n"}
     avg["n"] = int(sum(r["n"] for r in rows))
     return avg
 
@@ -288,12 +333,13 @@ def results_table(results: dict[str, Any]) -> str:
     """The Markdown table: one row per (policy, dataset), recall columns at the end."""
     engines = list(results.get("recall", {}))
     k = results.get("top_k", "k")
-    header = ["policy", "dataset"] + [title for _, title, _ in COLUMNS] + [f"{e} recall@{k}" for e in engines]
+    cols = columns(results)
+    header = ["policy", "dataset"] + [title for _, title, _ in cols] + [f"{e} recall@{k}" for e in engines]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for pname, rows in results["policies"].items():
         for dname, row in rows.items():
             cells = [pname, dname]
-            for key, _, fmt in COLUMNS:
+            for key, _, fmt in cols:
                 cells.append(fmt.format(int(row[key]) if key == "n" else row[key]) if key in row else "-")
             for e in engines:
                 values = results["recall"][e]

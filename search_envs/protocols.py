@@ -105,11 +105,20 @@ class Protocol:
         return self.parse(text).kind == "answer"
 
 
+def search_r1_question(question: str) -> str:
+    """The question as Search-R1's data scripts put it in the prompt (`qa_search_*_merge.py`,
+    `infer.py`): stripped, with "?" appended when it does not end with one."""
+    question = question.strip()
+    return question if not question or question.endswith("?") else question + "?"
+
+
 class SearchR1Protocol(Protocol):
     """Search-R1 tags: <think>, <search>, <information>, <answer>.
 
     As in Search-R1, the first <search> or <answer> block wins and anything after
-    its closing tag is ignored.
+    its closing tag is ignored. Deliberate difference: the corrective message says in
+    parentheses what was wrong (Search-R1's says only "My previous action is invalid."),
+    since the env also uses it for failed searches and unavailable tools.
     """
 
     name = "search_r1"
@@ -124,7 +133,7 @@ class SearchR1Protocol(Protocol):
             "searched results between <information> and </information>. You can search as many times "
             "as your want. If you find no further external knowledge needed, you can directly provide "
             "the answer inside <answer> and </answer>, without detailed illustrations. For example, "
-            f"<answer> Beijing </answer>. Question: {question.strip()}\n"
+            f"<answer> Beijing </answer>. Question: {search_r1_question(question)}\n"
         )
 
     def parse(self, text: str) -> Action:
@@ -171,6 +180,8 @@ class R1SearcherProtocol(Protocol):
     last <answer> before </answer>. Documents come back as R1-Searcher renders its
     corpus lines, "(1)title   text" one per line, inside <|begin_of_documents|>, so its
     format reward (which counts "<|begin_of_documents|>\n(1)") sees what it expects.
+    Deliberate differences: a query is cut at MAX_QUERY_CHARS, and a turn with no query or
+    an empty one gets a corrective message instead of ending the episode.
     """
 
     name = "r1_searcher"
@@ -374,12 +385,30 @@ class SearchR1BrowseProtocol(SearchR1Protocol):
         )
 
 
+class ZeroSearchProtocol(SearchR1Protocol):
+    """Search-R1's tags and prompt with documents shown as ZeroSearch shows them
+    (`llm_agent/generation.py`): "Doc 1: text", one per line, no title (a simulated
+    document has none; its title here would be the query)."""
+
+    name = "zerosearch"
+
+    def observation(self, queries: Sequence[str], results: Sequence[Sequence[Document]]) -> str:
+        blocks = []
+        for query, docs in zip(queries, results):
+            body = "\n".join(f"Doc {i + 1}: {d.text}" for i, d in enumerate(docs))
+            if not body and getattr(docs, "error", None):
+                body = _no_hits(docs)
+            blocks.append(body if len(queries) == 1 else f"Query: {query}\n{body}")
+        return self.wrap("\n\n".join(blocks))
+
+
 PROTOCOLS: dict[str, type[Protocol]] = {
     SearchR1Protocol.name: SearchR1Protocol,
     R1SearcherProtocol.name: R1SearcherProtocol,
     R1SearcherMultiQueryProtocol.name: R1SearcherMultiQueryProtocol,
     ToolCallProtocol.name: ToolCallProtocol,
     SearchR1BrowseProtocol.name: SearchR1BrowseProtocol,
+    ZeroSearchProtocol.name: ZeroSearchProtocol,
 }
 
 

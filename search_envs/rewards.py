@@ -3,6 +3,15 @@
 Every metric takes a prediction and a list of gold answers and returns a float in
 [0, 1], the best over the gold answers. A `RewardSpec` turns a finished episode
 into named components (logged separately) whose sum is the reward.
+
+Besides our metrics (`em`, `f1`, `cover_em`, `substring`), each paper's metric is here
+under its own name, computed exactly as that paper's released code does, quirks included
+(tests/test_paper_metrics.py compares them with the vendored originals):
+`search_r1_em`, `search_r1_subem` (Search-R1, `verl/utils/reward_score/qa_em.py`: only
+ASCII punctuation removed, an article-only gold equals an empty prediction) and
+`r1_searcher_em`, `r1_searcher_f1`, `r1_searcher_cover_em`, `r1_searcher_cover_em_2`
+(R1-Searcher, `evaluation/metric_calc_rule.py`: punctuation and "_" become spaces,
+"True"/"False" are "yes"/"no", F1 is 0 when yes/no/noanswer differ).
 """
 
 from __future__ import annotations
@@ -16,11 +25,15 @@ from dataclasses import dataclass
 _PUNCT = set(string.punctuation) | {"‘", "’", "“", "”", "–", "—"}
 
 
-def normalize_answer(text: str) -> str:
-    """Lower-case, drop punctuation and English articles, collapse whitespace (SQuAD)."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+def _squad_normalize(text: str, punctuation: set[str] | frozenset[str], replacement: str = "") -> str:
+    text = "".join(replacement if ch in punctuation else ch for ch in text.lower())
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation and English articles, collapse whitespace (SQuAD)."""
+    return _squad_normalize(text, _PUNCT)
 
 
 def _normalized(text: str) -> str:
@@ -79,12 +92,99 @@ def answer_in_texts(answers: Sequence[str], texts: Iterable[str]) -> bool:
     return any(g in f" {normalize_answer(t)} " for t in texts for g in golds)
 
 
+# -- the papers' own metrics ---------------------------------------------------------------------
+_ASCII_PUNCT = frozenset(string.punctuation)
+_R1_PUNCT = frozenset(string.punctuation + "‘’´`")
+
+
+def search_r1_em(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """Search-R1's `em_check`: normalised equality, ASCII punctuation only (curly quotes and
+    dashes stay), and no guard for golds that normalise to "" (an article-only gold)."""
+    if prediction is None:
+        return 0.0
+    pred = _squad_normalize(prediction, _ASCII_PUNCT)
+    return float(any(_squad_normalize(g, _ASCII_PUNCT) == pred for g in _golds(golds)))
+
+
+def search_r1_subem(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """Search-R1's `subem_check`: a normalised gold inside the normalised prediction
+    (character substring, so an article-only gold matches anything)."""
+    if prediction is None:
+        return 0.0
+    pred = _squad_normalize(prediction, _ASCII_PUNCT)
+    return float(any(_squad_normalize(g, _ASCII_PUNCT) in pred for g in _golds(golds)))
+
+
+def search_r1_extract_solution(text: str) -> str | None:
+    """Search-R1's `extract_solution` over the whole sequence (prompt + response): the last
+    <answer> block, or None unless there are at least two (the prompt's example is one)."""
+    matches = list(re.finditer(r"<answer>(.*?)</answer>", text, re.DOTALL))
+    return matches[-1].group(1).strip() if len(matches) > 1 else None
+
+
+def _r1_normalize(text: str) -> str:
+    """R1-Searcher's `normalize_answer(bool_mapping(text))`."""
+    text = {"True": "yes", "False": "no"}.get(text, text)
+    return _squad_normalize(text.replace("_", " "), _R1_PUNCT, " ")
+
+
+def _r1_best(score: Callable[[str, str], float], prediction: str | None, golds: str | Sequence[str]) -> float:
+    if prediction is None:
+        return 0.0
+    pred = _r1_normalize(prediction)
+    return max((score(pred, _r1_normalize(g)) for g in _golds(golds)), default=0.0)
+
+
+def _r1_f1(pred: str, gold: str) -> float:
+    if (pred in ("yes", "no", "noanswer") or gold in ("yes", "no", "noanswer")) and pred != gold:
+        return 0.0
+    pred_tokens, gold_tokens = pred.split(), gold.split()
+    common = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred_tokens), common / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def r1_searcher_em(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """R1-Searcher's `exact_match_score`, best over the golds."""
+    return _r1_best(lambda p, g: float(p == g), prediction, golds)
+
+
+def r1_searcher_f1(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """R1-Searcher's `f1_score` (its stage-2 reward), best over the golds."""
+    return _r1_best(_r1_f1, prediction, golds)
+
+
+def r1_searcher_cover_em(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """R1-Searcher's `cover_exact_match_score_1` (ACC_R, its stage-1 answer check): every
+    gold token is a prediction token, order ignored."""
+    return _r1_best(lambda p, g: float(set(g.split(" ")) <= set(p.split(" "))), prediction, golds)
+
+
+def r1_searcher_cover_em_2(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """R1-Searcher's `cover_exact_match_score_2`: the normalised gold is a substring."""
+    return _r1_best(lambda p, g: float(g in p), prediction, golds)
+
+
 METRICS: dict[str, Callable[[str | None, Sequence[str]], float]] = {
     "em": exact_match,
     "f1": f1_score,
     "cover_em": cover_exact_match,
     "substring": substring_match,
+    "search_r1_em": search_r1_em,
+    "search_r1_subem": search_r1_subem,
+    "r1_searcher_em": r1_searcher_em,
+    "r1_searcher_f1": r1_searcher_f1,
+    "r1_searcher_cover_em": r1_searcher_cover_em,
+    "r1_searcher_cover_em_2": r1_searcher_cover_em_2,
 }
+
+PAPER_METRICS: dict[str, tuple[str, ...]] = {
+    "search_r1": ("search_r1_em", "search_r1_subem"),
+    "r1_searcher": ("r1_searcher_em", "r1_searcher_f1", "r1_searcher_cover_em"),
+}
+"""The metrics each paper reports, by paper: what `search-envs bench` puts beside ours."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +195,10 @@ class EpisodeOutcome:
     answers: tuple[str, ...]
     format_ok: bool
     num_searches: int
+    queries: tuple[str, ...] = ()
+    """Every query searched, in order."""
+    transcript: str = ""
+    """The whole episode as the model saw it (prompt, actions, observations)."""
 
 
 def format_reward(outcome: EpisodeOutcome) -> float:
@@ -102,8 +206,41 @@ def format_reward(outcome: EpisodeOutcome) -> float:
     return float(outcome.format_ok and outcome.prediction is not None)
 
 
+def _environment_words() -> frozenset[str]:
+    """The words the environment itself writes, normalised: every protocol's instructions
+    (with no question) and its corrective messages for the parse errors it reports."""
+    from search_envs.protocols import PROTOCOLS
+
+    key = tuple(PROTOCOLS)  # protocols registered later are included on the next call
+    if key not in _ENVIRONMENT_WORDS:
+        texts = []
+        for cls in PROTOCOLS.values():
+            protocol = cls()
+            texts += [protocol.prompt(""), protocol.error_observation("")]
+            for probe in ("", "x", "<answer>", "<search> </search>", "<|begin_of_query|> <|end_of_query|>"):
+                error = protocol.parse(probe).error
+                if error:
+                    texts.append(protocol.error_observation(error))
+        _ENVIRONMENT_WORDS[key] = frozenset(w for t in texts for w in normalize_answer(t).split())
+    return _ENVIRONMENT_WORDS[key]
+
+
+_ENVIRONMENT_WORDS: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def echoes_environment(query: str) -> bool:
+    """True if the query has no word of its own: all its words come from the environment's
+    instructions or corrective messages (e.g. "and", from "put the query between <search>
+    and </search>"). A real query names something the instructions do not."""
+    return set(normalize_answer(query).split()) <= _environment_words()
+
+
 def retrieval_reward(outcome: EpisodeOutcome) -> float:
-    """R1-Searcher stage 1: reward for having invoked retrieval at least once."""
+    """R1-Searcher stage 1: reward for having invoked retrieval at least once. A search whose
+    query only repeats the environment's own text does not count (deliberate, see
+    `echoes_environment`: R1-Searcher has no corrective message to repeat; ours was repeated)."""
+    if outcome.queries:
+        return float(any(not echoes_environment(q) for q in outcome.queries))
     return float(outcome.num_searches >= 1)
 
 
@@ -117,17 +254,24 @@ class RewardSpec:
     format_weight: float = 0.0
     format_penalty: float = 0.0
     retrieval_weight: float = 0.0
+    extract: str | None = None
+    """How the scored answer is read: None = the env's parsed answer; "search_r1" = Search-R1's
+    `extract_solution` over the whole transcript (the last <answer> block, None unless the
+    transcript holds two, the prompt's example being one)."""
 
     def __post_init__(self) -> None:
         if self.answer_metric is not None and self.answer_metric not in METRICS:
             raise ValueError(f"unknown answer metric {self.answer_metric!r}; choose from {sorted(METRICS)}")
+        if self.extract not in (None, "search_r1"):
+            raise ValueError(f"extract must be None or 'search_r1', got {self.extract!r}")
 
     def components(self, outcome: EpisodeOutcome) -> dict[str, float]:
         parts: dict[str, float] = {}
         if self.answer_metric is not None:
-            parts[self.answer_metric] = self.answer_weight * METRICS[self.answer_metric](
-                outcome.prediction, outcome.answers
-            )
+            prediction = outcome.prediction
+            if self.extract == "search_r1" and outcome.transcript:
+                prediction = search_r1_extract_solution(outcome.transcript)
+            parts[self.answer_metric] = self.answer_weight * METRICS[self.answer_metric](prediction, outcome.answers)
         well_formed = format_reward(outcome)
         if self.format_weight:
             parts["format"] = self.format_weight * well_formed
@@ -146,11 +290,14 @@ REWARD_PRESETS: dict[str, RewardSpec] = {
     "f1": RewardSpec("f1"),
     "cover_em": RewardSpec("cover_em"),
     "substring": RewardSpec("substring"),
-    "search_r1": RewardSpec("em"),
-    # R1-Searcher stage 1: 0.5 for retrieving, 0.5 for a well-formed answer, no answer reward.
+    # Search-R1's compute_score_em: its EM of its extract_solution over the whole transcript.
+    "search_r1": RewardSpec("search_r1_em", extract="search_r1"),
+    # R1-Searcher stage 1 as its paper describes it: 0.5 for retrieving, 0.5 for a well-formed
+    # answer, no answer reward. (Its released train/reward_server_llama_stage1.py also adds +1 / -1
+    # by cover-EM and checks tag counts over the whole text; not reproduced here.)
     "r1_searcher_stage1": RewardSpec(None, format_weight=0.5, retrieval_weight=0.5),
-    # R1-Searcher stage 2: F1 answer reward, -2 when the format is wrong.
-    "r1_searcher_stage2": RewardSpec("f1", format_penalty=-2.0),
+    # R1-Searcher stage 2: its F1 answer reward, -2 when the format is wrong.
+    "r1_searcher_stage2": RewardSpec("r1_searcher_f1", format_penalty=-2.0),
 }
 
 

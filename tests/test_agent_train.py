@@ -10,10 +10,11 @@ import pytest
 
 from search_envs.agents.config import TrainConfig
 from search_envs.agents.tiny import tiny_llama, torch_threads, word_tokenizer
-from search_envs.agents.train import curriculum_progress, step_questions, train
+from search_envs.agents.train import curriculum_progress, evaluation_env_kwargs, step_questions, train
 from search_envs.env import SearchEnv
 from search_envs.protocols import Protocol
 from search_envs.types import Action, Task
+from search_envs.vector import make_vec
 from search_envs.vector import SearchVectorEnv
 
 
@@ -74,6 +75,8 @@ def tiny_config(tmp_path, algo: str, **overrides) -> TrainConfig:
         progress=False, device="cpu",
     )
     base.update(overrides)
+    if "mini_batch_size" not in overrides:  # one update per step: the whole batch
+        base["mini_batch_size"] = base["questions_per_step"] * base["group_size"]
     return TrainConfig(**base)
 
 
@@ -147,9 +150,60 @@ def test_curriculum_progress_spans_the_run():
     assert curriculum_progress(bandit_env(1), 7, 100) == 7.0  # no schedule: raw steps
 
 
+def test_grpo_makes_search_r1s_number_of_updates_per_step(tmp_path):
+    """Search-R1: ppo_mini_batch_size=256 trajectories (not x n_agent): 512 x 5 / 256 = 10 updates."""
+    assert TrainConfig(algo="grpo").updates_per_step == 10
+    assert TrainConfig(algo="ppo").updates_per_step == 2
+    cfg = tiny_config(tmp_path, "grpo", questions_per_step=2, group_size=4, mini_batch_size=2, total_steps=1)
+    rows = train(cfg, model=tiny_policy()[0], tokenizer=tiny_policy()[1], env=bandit_env(8))
+    assert cfg.updates_per_step == 4 and rows[-1]["updates"] == 4
+
+
+def test_held_out_evaluation_is_noise_free_and_answer_blind(tmp_path):
+    for env_id in ("SearchEnvs/NoisyWiki-v0", "SearchEnvs/SimSearch-v0"):
+        cfg = TrainConfig(env_id=env_id, eval_tasks="ramp:test", env_kwargs={"tasks": "ramp:train"})
+        train_env = make_vec(env_id, 1, tasks="ramp:train")
+        eval_env = make_vec(env_id, 1, **evaluation_env_kwargs(cfg, {"tasks": "ramp:train"}))
+        for env in (train_env, eval_env):
+            env.envs[0].total_searches = 5000  # its own search count, if nobody sets the progress
+        assert train_env.envs[0].noise_probability() > 0.4
+        assert eval_env.envs[0].noise_probability() == 0.0
+        if env_id == "SearchEnvs/SimSearch-v0":
+            assert train_env.envs[0].engine.include_answer and not eval_env.envs[0].engine.include_answer
+            eval_env.envs[0].engine.close()
+            train_env.envs[0].engine.close()
+        dirty = TrainConfig(env_id=env_id, eval_tasks="ramp:test", eval_clean=False)
+        assert "noise_schedule" not in evaluation_env_kwargs(dirty, {})
+
+
+def test_warmup_follows_verl():
+    """verl's get_constant_schedule_with_warmup (volcengine/verl as vendored in Search-R1,
+    commit a14dc3a4ffc6fe88c1e95038d9738e21ba3f7a06, verl/utils/torch_functional.py; Apache-2.0)."""
+    import torch
+
+    from search_envs.agents.train import warmup_schedule
+
+    def verl_lr_lambda(num_warmup_steps):
+        def lr_lambda(current_step):
+            return min(1, float(current_step) / float(max(1, num_warmup_steps)))
+        return lr_lambda
+
+    for total, ratio in ((1005, 0.285), (10, 0.3), (7, 0.5)):
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched, ours = warmup_schedule(opt, total, ratio), []
+        for _ in range(total):
+            ours.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        verl = verl_lr_lambda(int(ratio * total))
+        assert ours == pytest.approx([verl(s) for s in range(total)]) and ours[0] == 0.0
+    assert TrainConfig().top_p == 0.95  # train_grpo.sh / train_ppo.sh keep verl's yaml default
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError):
         TrainConfig(algo="dpo")
     with pytest.raises(ValueError):
-        TrainConfig(questions_per_step=6, mini_batch_size=4)
+        TrainConfig(questions_per_step=6, mini_batch_size=4)  # 30 trajectories
+    assert TrainConfig(questions_per_step=6, mini_batch_size=10).updates_per_step == 3
     assert TrainConfig(algo="grpo").group_size == 5 and TrainConfig(algo="ppo").group_size == 1

@@ -15,6 +15,7 @@ import pytest
 from search_envs.bench import SUITES, load_suite, read_records, results_table, run_suite
 from search_envs.cli import main
 from search_envs.policies import make_policy
+from search_envs.rewards import METRICS, PAPER_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,6 +124,27 @@ def test_standard_suite_uses_the_shared_samples(shared_data, tmp_path):
     rows = results["policies"]["oracle"]
     assert set(rows) == {"nq", "triviaqa", "popqa", "hotpotqa", "2wiki", "musique", "bamboogle", "average"}
     assert all(rows[d]["n"] == 2 for d in rows if d != "average") and rows["average"]["n"] == 14
+
+
+@pytest.mark.parametrize("paper", ["search_r1", "r1_searcher"])
+def test_a_suite_reports_its_papers_metrics_beside_ours(tmp_path, paper):
+    suite = {**small_suite(4), "paper": paper, "datasets": {"a": {"tasks": "ramp:test", "n": 3},
+                                                            "b": {"tasks": "ramp:test", "n": 2}}}
+    results = run_suite(suite, {"oracle": make_policy("oracle")}, tmp_path, progress=False)
+    table = (tmp_path / "results.md").read_text()
+    records = read_records(tmp_path / "oracle.jsonl")
+    for name in PAPER_METRICS[paper]:
+        assert f"| {name} " in table
+        for dataset in ("a", "b"):
+            rows = [r for r in records if r["dataset"] == dataset]
+            want = sum(METRICS[name](r["prediction"], r["answers"]) for r in rows) / len(rows)
+            assert results["policies"]["oracle"][dataset][name] == pytest.approx(want)
+        average = results["policies"]["oracle"]["average"][name]
+        assert average == pytest.approx((results["policies"]["oracle"]["a"][name] + results["policies"]["oracle"]["b"][name]) / 2)
+    assert load_suite("standard")["paper"] == "search_r1" and load_suite("r1_searcher")["paper"] == "r1_searcher"
+    assert "search_r1_em" not in results_table({**results, "paper": None})
+    with pytest.raises(ValueError, match="suite paper 'nope'"):
+        load_suite({**small_suite(), "paper": "nope"})
 
 
 def test_cli_run_prints_a_results_table(capsys):

@@ -126,7 +126,7 @@ def test_other_protocols_in_the_env(bm25_engine):
     obs, *_ = env.step("<|begin_of_query|>Mount Everest<|end_of_query|>")
     assert "<|begin_of_documents|>" in obs and "<|end_of_documents|>" in obs
     _, reward, terminated, _, info = env.step("<answer>Mount Everest</answer>")
-    assert terminated and reward == 1.0 and info["reward_components"] == {"f1": 1.0}
+    assert terminated and reward == 1.0 and info["reward_components"] == {"r1_searcher_f1": 1.0}
 
 
 @pytest.mark.parametrize("env_id", sorted(search_envs.ENV_IDS))

@@ -47,7 +47,9 @@ def test_actions_round_trip_through_each_protocol(name):
     assert q.kind == "search" and q.queries == ["capital of France"]
     a = proto.parse(answer_action(proto, "Paris", thought="because"))
     assert a.kind == "answer" and a.answer == "Paris"
-    assert detect_protocol(proto.prompt("Who wrote Hamlet?")).name == name
+    detected = detect_protocol(proto.prompt("Who wrote Hamlet?"))
+    # zerosearch has Search-R1's prompt and actions (only the documents look different)
+    assert detected.name == name or (detected.prompt("q") == proto.prompt("q") and detected.stop_strings == proto.stop_strings)
     assert question_of([("prompt", proto.prompt("Who wrote Hamlet?"))]) == "Who wrote Hamlet?"
 
 

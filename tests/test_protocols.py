@@ -91,6 +91,41 @@ def test_search_r1_prompt_and_observation_match_real_rollout(shared_data):
     assert search_r1.parse(assistant.rsplit("</information>", 1)[1]).answer == "Charger"
 
 
+def search_r1_prompt(question: str) -> str:
+    """Search-R1's prompt (PeterGriffinJin/Search-R1, commit a14dc3a4ffc6fe88c1e95038d9738e21ba3f7a06,
+    scripts/data_process/qa_search_train_merge.py: `process_fn`'s question clean-up and `make_prefix`,
+    template "base"; Apache License 2.0), verbatim."""
+    example = {"question": question}
+    example['question'] = example['question'].strip()
+    if example['question'][-1] != '?':
+        example['question'] += '?'
+    question = example['question']
+    prefix = f"""Answer the given question. \
+You must conduct reasoning inside <think> and </think> first every time you get new information. \
+After reasoning, if you find you lack some knowledge, you can call a search engine by <search> query </search> and it will return the top searched results between <information> and </information>. \
+You can search as many times as your want. \
+If you find no further external knowledge needed, you can directly provide the answer inside <answer> and </answer>, without detailed illustrations. For example, <answer> Beijing </answer>. Question: {question}\n"""
+    return prefix
+
+
+def test_search_r1_prompt_is_search_r1s_with_its_question_mark():
+    questions = ["Who wrote Hamlet?", "who wrote hamlet", "  Name the capital of France.  ", "x", "Is it? no",
+                 "what is 2+2 ?", "Fill in the [mask]: Paris is the capital of [mask]", "Où est Zürich\t"]
+    for question in questions:
+        assert search_r1.prompt(question) == search_r1_prompt(question), question
+    assert search_r1.prompt("who wrote hamlet").endswith("Question: who wrote hamlet?\n")
+
+
+def test_zerosearch_renders_documents_as_zerosearch():
+    """ZeroSearch's observation (Alibaba-NLP/ZeroSearch, commit 2d4cdca033ee2c11b1fcfc7fc448b902d7cf8bf5,
+    llm_agent/generation.py `retrieve_from_wiki` and `execute_predictions`; Apache License 2.0)."""
+    docs = [Document("1", "hamlet author", "Hamlet was written by Shakespeare."), Document("2", "", "Another doc.")]
+    doc_texts = '\n'.join([f"Doc {i + 1}: {doc['text']}" for i, doc in enumerate([{"text": d.text} for d in docs])])
+    zs = make_protocol("zerosearch")
+    assert zs.observation(["q"], [docs]) == f'\n\n<information>{doc_texts.strip()}</information>\n\n'
+    assert zs.prompt("Who?") == search_r1.prompt("Who?") and zs.parse("<search> q </search>").queries == ["q"]
+
+
 def test_search_r1_error_observation():
     text = search_r1.error_observation("empty search query")
     assert "invalid (empty search query)" in text and "<search> and </search>" in text
@@ -112,6 +147,41 @@ def test_r1_searcher_parsing_is_r1_searchers_one_query():
     assert r1.parse("<search>q</search>").kind == "invalid"
     # writing the environment's document tags is a format error (R1-Searcher's counts would not match)
     assert not r1.parse("<|begin_of_documents|>\n(1)x<|end_of_documents|><answer>y</answer>").format_ok
+
+
+def test_r1_searcher_reads_queries_and_answers_as_its_code_on_generated_turns():
+    """R1-Searcher (RUCAIBox/R1-Searcher, commit 631167cbb3c2464f805730e3e364a690f5b136d4; MIT License,
+    Copyright (c) 2024 Huatong Song): the query as `_generate_vllm_with_retrieve` reads it
+    (OpenRLHF-RAG/openrlhf/trainer/ppo_utils/experience_maker.py) and the answer as its reward
+    server does (train/reward_server_qwen_zero.py `extract_answer_math`), on text cut at the stop."""
+    import random
+
+    def r1_query(generated_text):
+        query = generated_text.split("<|begin_of_query|>")[-1].split("<|end_of_query|>")[0]
+        query = query.replace('"',"").strip()
+        query = " ".join(query.split())
+        return query
+
+    def r1_answer(s):
+        return s.split("<answer>")[-1].split("</answer>")[0].strip()
+
+    rng = random.Random(0)
+    pieces = ["<|begin_of_query|>", "<answer>", " Marie ", '"Curie"', "\t", "\n", "<think>", "</think>", " 1903 ",
+              "'s", " ", "…", "Zürich"]
+    checked = 0
+    for _ in range(3000):
+        body = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 10)))
+        stop = rng.choice(["<|end_of_query|>", "</answer>"])
+        action = r1.parse(body + stop + " after")
+        if stop == "<|end_of_query|>" and "<|begin_of_query|>" in body and r1_query(body):
+            assert action.kind == "search" and action.queries == [r1_query(body)], body
+            checked += 1
+        elif stop == "</answer>" and "<answer>" in body:
+            assert action.kind == "answer" and action.answer == r1_answer(body + stop), body
+            checked += 1
+        else:
+            assert action.kind == "invalid", body
+    assert checked > 600
 
 
 def test_r1_searcher_multi_query_is_a_separate_protocol():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from search_envs import SearchEnv, Task
+from search_envs.protocols import make_protocol
 from search_envs.rewards import (
     METRICS,
     REWARD_PRESETS,
@@ -14,7 +16,9 @@ from search_envs.rewards import (
     exact_match,
     f1_score,
     make_reward,
+    echoes_environment,
     normalize_answer,
+    search_r1_extract_solution,
     substring_match,
 )
 
@@ -94,9 +98,55 @@ def outcome(prediction="Paris", answers=("Paris",), format_ok=True, num_searches
 
 def test_search_r1_preset_is_exact_match_only():
     spec = make_reward("search_r1")
-    assert spec.components(outcome()) == {"em": 1.0}
-    assert spec.components(outcome("Lyon", format_ok=False)) == {"em": 0.0}
+    assert spec.components(outcome()) == {"search_r1_em": 1.0}
+    assert spec.components(outcome("Lyon", format_ok=False)) == {"search_r1_em": 0.0}
     assert spec(outcome(num_searches=0)) == 1.0
+
+
+def test_search_r1_preset_reads_the_answer_as_search_r1_does(bm25_engine):
+    """Search-R1's compute_score_em: extract_solution over the whole text (prompt included)."""
+    env = SearchEnv(bm25_engine, [Task("q", "Who wrote Hamlet?", ("William Shakespeare",))], reward="search_r1")
+    env.reset(seed=0)
+    *_, info = env.step("<think>x</think><answer> William Shakespeare </answer>")
+    assert info["reward_components"] == {"search_r1_em": 1.0}
+    # an episode cut off without an answer: Search-R1's extract_solution still finds the last
+    # <answer> block of the text, here inside the corrective message, and scores it
+    env = SearchEnv(bm25_engine, [Task("q", "Who wrote Hamlet?", ("and",))], reward="search_r1", max_turns=1)
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step("I am not sure")
+    assert truncated and info["prediction"] is None
+    assert search_r1_extract_solution(env.render_text()) is not None
+
+
+def test_stage1_retrieval_reward_is_not_earned_by_repeating_the_environment(bm25_engine):
+    """The degenerate policy GRPO found (agents/README.md): write no block, then repeat the
+    env's corrective message, whose '... <search> and </search>' parses as a search."""
+    env = SearchEnv(bm25_engine, [Task("q", "Who wrote Hamlet?", ("Shakespeare",))],
+                    reward="r1_searcher_stage1", max_turns=3)
+    env.reset(seed=0)
+    corrective, *_ = env.step("Let me think about it.")
+    obs, *_, info = env.step(corrective)
+    assert info["action"]["kind"] == "search" and info["num_searches"] == 1  # the hack still searches
+    assert info["queries"][0].endswith("between <search> and")
+    *_, info = env.step("<answer> Shakespeare </answer>")
+    assert info["reward_components"] == {"format": 0.0, "retrieval": 0.0}
+    # echoing the prompt's instructions does not count either; a real search does
+    for query, earned in (("query", 0.0), ("the final answer", 0.0), ("Hamlet author", 0.5)):
+        env.reset(seed=0)
+        env.step(f"<search> {query} </search>")
+        *_, info = env.step("<answer> Shakespeare </answer>")
+        assert info["reward_components"]["retrieval"] == earned, query
+    for protocol in ("r1_searcher", "tool_call"):
+        p = make_protocol(protocol)
+        env = SearchEnv(bm25_engine, [Task("q", "Who wrote Hamlet?", ("Shakespeare",))], protocol=protocol,
+                        reward="r1_searcher_stage1", max_turns=3)
+        env.reset(seed=0)
+        corrective, *_ = env.step("Let me think.")
+        _, _, terminated, _, info = env.step(corrective)
+        if not terminated:  # r1_searcher's message parses as a search for "keywords"
+            *_, info = env.step(p.answer_action("Shakespeare"))
+        assert info["reward_components"]["retrieval"] == 0.0, protocol
+    assert echoes_environment("and") and echoes_environment("...") and not echoes_environment("Marie Curie")
 
 
 def test_r1_searcher_stage1_rewards_retrieval_and_format():
@@ -109,8 +159,9 @@ def test_r1_searcher_stage1_rewards_retrieval_and_format():
 
 def test_r1_searcher_stage2_f1_with_format_penalty():
     spec = make_reward("r1_searcher_stage2")
-    assert spec.components(outcome("Barack Obama", ["Obama"])) == {"f1": pytest.approx(2 / 3)}
-    assert spec.components(outcome("Paris", format_ok=False)) == {"f1": 1.0, "format_penalty": -2.0}
+    assert spec.components(outcome("Barack Obama", ["Obama"])) == {"r1_searcher_f1": pytest.approx(2 / 3)}
+    assert spec.components(outcome("Paris", format_ok=False)) == {"r1_searcher_f1": 1.0, "format_penalty": -2.0}
+    assert spec.components(outcome("True", ["yes"])) == {"r1_searcher_f1": 1.0}  # R1-Searcher's bool mapping
     assert spec(outcome(None)) == -2.0
 
 

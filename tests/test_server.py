@@ -142,6 +142,18 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, body, status)
     assert ok.status_code == 200 and len(ok.json()["result"][0]) == 1
 
 
+def test_r1_searcher_route_checks_its_requests_like_retrieve(server, bm25_engine):
+    ok = httpx.post(f"{server}/queries", json={"queries": ["Hamlet"], "k": 2}).json()
+    assert ok["answers"][0] == [f"{d.id}\t{d.title}   {d.text}" for d in bm25_engine.search(["Hamlet"], 2)[0]]
+    assert httpx.post(f"{server}/queries", json={"queries": []}).json() == {"queries": [], "answers": []}
+    for body, status in ((b"{", 400), (b'{"k": 2}', 422), (b'{"queries": ["a"], "k": 500}', 422),
+                         (b'{"queries": ' + str(["q"] * 17).replace("'", '"').encode() + b"}", 413)):
+        r = httpx.post(f"{server}/queries", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == status and r.json()["detail"]
+    with running_server(bm25_engine, api_key="k") as url:
+        assert httpx.post(f"{url}/queries", json={"queries": ["Hamlet"]}).status_code == 401
+
+
 def test_engine_failure_is_a_500_and_remote_engine_retries(server):
     r = httpx.post(f"{server}/retrieve", json={"queries": ["boom"]})
     assert r.status_code == 500 and "out of memory" in r.json()["detail"]

@@ -21,18 +21,41 @@ BRIDGE_QUERY = "George Washington Bridge opening year"
 
 
 # -- prompt and parser (no model) ------------------------------------------------------------------
-def test_prompt_is_zerosearch_table_2():
-    """The exact text of ZeroSearch's `search_simulate_sft` prompt (useful and noisy)."""
-    for mode, label in (("useful", "Useful"), ("noisy", "Noisy")):
-        expected = (
-            "You are the Google search engine.\n"
-            f"Given a query, you need to generate five {mode} documents for the query.\n\n"
-            'The user is trying to answer the question: "Who wrote Hamlet?" whose answer is William Shakespeare.\n'
-            f"Each document should contain about 30 words, and these documents should contain {mode} information.\n\n"
-            "Query: hamlet author\n"
-            f"{label} Output:\n"
-        )
-        assert simulation_prompt("hamlet author", mode, 5, "Who wrote Hamlet?", ["William Shakespeare"]) == expected
+def zerosearch_sft_prompt(query, problem, ground_truth, useful):
+    """The prompt of ZeroSearch's `search_simulate_sft`, verbatim (Alibaba-NLP/ZeroSearch, commit
+    2d4cdca033ee2c11b1fcfc7fc448b902d7cf8bf5, llm_agent/generation.py; Apache License 2.0). Its caller
+    passes ground_truth = golden_answers[index][0], the first gold answer, for any topk."""
+    if useful:
+        prompt = f'''You are the Google search engine.
+Given a query, you need to generate five useful documents for the query.
+
+The user is trying to answer the question: "{problem}" whose answer is {ground_truth}.
+Each document should contain about 30 words, and these documents should contain useful information.
+
+Query: {query}
+Useful Output:
+'''
+    else:
+        prompt = f'''You are the Google search engine.
+Given a query, you need to generate five noisy documents for the query.
+
+The user is trying to answer the question: "{problem}" whose answer is {ground_truth}.
+Each document should contain about 30 words, and these documents should contain noisy information.
+
+Query: {query}
+Noisy Output:
+'''
+    return prompt
+
+
+def test_prompt_is_zerosearchs():
+    """ZeroSearch's own prompt for every k up to 5 and several gold answers (the first is named)."""
+    for mode in ("useful", "noisy"):
+        for k in (1, 3, 5):
+            for answers in (["William Shakespeare"], ["Shakespeare", "William Shakespeare", "the Bard"]):
+                ours = simulation_prompt("hamlet author", mode, k, "Who wrote Hamlet?", answers)
+                assert ours == zerosearch_sft_prompt("hamlet author", "Who wrote Hamlet?", answers[0], mode == "useful")
+    assert "generate seven useful documents" in simulation_prompt("q", "useful", 7, "Q?", ["a"])
 
 
 def test_prompt_without_answer_for_evaluation():
@@ -40,7 +63,7 @@ def test_prompt_without_answer_for_evaluation():
     [system, user, prefill] = engine.messages(BRIDGE_QUERY, BRIDGE, 3)
     assert system == {"role": "system", "content": ""}
     assert "1931" not in user["content"] and BRIDGE.question not in user["content"]
-    assert "generate three useful documents" in user["content"] and f"Query: {BRIDGE_QUERY}" in user["content"]
+    assert "generate five useful documents" in user["content"] and f"Query: {BRIDGE_QUERY}" in user["content"]
     assert prefill == {"role": "assistant", "content": "Doc 1:"}
     with pytest.raises(ValueError):
         simulation_prompt("q", "misleading", 5)

@@ -33,25 +33,28 @@ from search_envs.llm_client import LLMError, Message
 from search_envs.rewards import substring_match
 from search_envs.types import Document, QueryContext
 
-PROMPT_VERSION = "zerosearch-sft-v1"
+PROMPT_VERSION = "zerosearch-sft-v2"
 """Part of every cache key: bump it when the prompt or the parser changes."""
 
 _NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
 
 def simulation_prompt(query: str, mode: str, k: int, question: str = "", answers: Sequence[str] = ()) -> str:
-    """ZeroSearch's simulation prompt. The question/answer sentence is included
-    only when a question is given (include_answer=True)."""
+    """ZeroSearch's simulation prompt, word for word (`search_simulate_sft`): it always asks
+    for five documents and keeps the first k (results are cut at "Doc k+1"), and names only
+    the first gold answer. For k > 5 it asks for k (deliberate: ZeroSearch would return at
+    most five). The question/answer sentence is included only when a question is given
+    (include_answer=True)."""
     if mode not in ("useful", "noisy"):
         raise ValueError(f"mode must be 'useful' or 'noisy', got {mode!r}")
-    count = _NUMBER_WORDS[k] if 0 <= k < len(_NUMBER_WORDS) else str(k)
+    count = _NUMBER_WORDS[max(k, 5)] if k < len(_NUMBER_WORDS) else str(k)
     lines = [
         "You are the Google search engine.",
         f"Given a query, you need to generate {count} {mode} documents for the query.",
         "",
     ]
     if question:
-        answer = ", ".join(a for a in answers if a) or "unknown"
+        answer = next((a for a in answers if a), "unknown")
         lines.append(f'The user is trying to answer the question: "{question}" whose answer is {answer}.')
     lines += [
         f"Each document should contain about 30 words, and these documents should contain {mode} information.",
