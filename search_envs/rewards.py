@@ -204,3 +204,50 @@ class ReSearchReward(RewardSpec):
 
 
 REWARD_PRESETS["research"] = ReSearchReward()
+
+
+# ----------------------------------------------------------------------------- DeepResearcher
+def _deepresearcher_tokens(text: str) -> set[str]:
+    """DeepResearcher's `preprocess_text` after lower-casing: punctuation becomes spaces (articles stay)."""
+    text = text.lower()
+    for punct in string.punctuation:
+        text = text.replace(punct, " ")
+    return set(text.split())
+
+
+def deepresearcher_f1(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """DeepResearcher's F1 (`format_and_f1.compute_score`): over word SETS, not bags, after
+    lower-casing and replacing punctuation with spaces; best over the gold answers."""
+    if prediction is None:
+        return 0.0
+    pred = _deepresearcher_tokens(prediction)
+    best = 0.0
+    for gold in _golds(golds):
+        gold_tokens = _deepresearcher_tokens(gold)
+        if not gold_tokens or not pred:
+            continue
+        common = len(pred & gold_tokens)
+        precision, recall = common / len(pred), common / len(gold_tokens)
+        if precision + recall > 0:
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+METRICS["deepresearcher_f1"] = deepresearcher_f1
+
+
+@dataclass(frozen=True)
+class DeepResearcherReward(RewardSpec):
+    """DeepResearcher's reward: -1 for a format violation (unbalanced tool_call/think/answer tags,
+    checked by the `deepresearcher` protocols, or no answer at all), else the answer's F1."""
+
+    answer_metric: str | None = "deepresearcher_f1"
+    format_penalty: float = -1.0
+
+    def components(self, outcome: EpisodeOutcome) -> dict[str, float]:
+        if not format_reward(outcome):
+            return {"format_penalty": self.format_penalty}
+        return {"deepresearcher_f1": deepresearcher_f1(outcome.prediction, outcome.answers)}
+
+
+REWARD_PRESETS["deepresearcher"] = DeepResearcherReward()
