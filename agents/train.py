@@ -241,6 +241,16 @@ def evaluate_in_training(generator, tokenizer, env, task_ids: list[str], cfg: Tr
                                              "format_rate")}
 
 
+def group_reward_bonus(name: str, trajs: list[Trajectory], groups: list[int]) -> list[float]:
+    """A group-level reward (search_envs.rewards.GROUP_REWARDS) for each episode: correctness is the
+    R1-Searcher++ answer reward (cover-EM of an answer of at most 10 words), searches the env's count."""
+    from search_envs.rewards import GROUP_REWARDS, cover_em_short
+
+    correct = [cover_em_short(t.info.get("prediction"), t.info.get("answers") or []) > 0 for t in trajs]
+    searches = [int(t.info.get("num_searches", 0)) for t in trajs]
+    return GROUP_REWARDS[name](correct, searches, groups)
+
+
 def dynamic_sampling(cfg: TrainConfig, generator, tokenizer, env, train_ids, step, trajs, groups, stats,
                      device, dtype):
     """DAPO's dynamic sampling: keep the groups whose episodes do not all score the same, and roll
@@ -428,6 +438,8 @@ def train(
         ref_logp = (score_tokens(ref_model, batch, cfg.micro_batch_size, device, dtype, cfg.temperature)
                     if ref_model is not None else old_logp.clone())
         scores = torch.tensor([t.reward for t in trajs], dtype=torch.float32)
+        if cfg.group_reward is not None:
+            scores += torch.tensor(group_reward_bonus(cfg.group_reward, trajs, groups), dtype=torch.float32)
         if cfg.overlong_buffer_len > 0:
             limit = cfg.max_turns * cfg.max_response_length
             scores += torch.tensor([overlong_penalty(t.num_policy_tokens, limit, cfg.overlong_buffer_len,

@@ -627,3 +627,75 @@ def _ends_without_answer(error: str) -> Action:
 
 PROTOCOLS[DeepResearcherProtocol.name] = DeepResearcherProtocol
 PROTOCOLS[DeepResearcherWebProtocol.name] = DeepResearcherWebProtocol
+
+
+# ----------------------------------------------------------------------------- R1-Searcher++
+class R1SearcherPPProtocol(Protocol):
+    """R1-Searcher++ (Song et al. 2025, arXiv:2505.17005): the model says where each piece of
+    knowledge comes from: recalled facts go in `<internal> ... </internal>` (no env action),
+    an external search is `<external> query </external>`, whose passages come back in
+    `<document> ... </document>`; the answer in `<answer>`. Well formed: <think> and <internal>
+    tags balanced before the action, and no <external> or <document> inside an <internal> span.
+    The paper's code is not released (its repository holds only the README): the tags follow the
+    paper, the prompt wording is ours."""
+
+    name = "r1_searcher_pp"
+    stop_strings = ("</external>", "</answer>")
+    _tags = (("<external>", "</external>"), ("<answer>", "</answer>"))
+
+    def prompt(self, question: str) -> str:
+        return (
+            "The User asks a question, and the Assistant solves it. The Assistant first thinks about the reasoning "
+            "process in the mind and then provides the User with the final answer. The reasoning process and the "
+            "final answer are enclosed within <think> </think> and <answer> </answer> tags, respectively. During "
+            "thinking, the Assistant can use its own knowledge, written within <internal> </internal>, when it is "
+            "sure of it; when it is not, it can search for it with \"<external> query </external>\", and the system "
+            "returns the retrieved documents within <document> </document>. Prefer internal knowledge: search only "
+            "for what is unknown.\n\n"
+            f"User:{question.strip()}\nAssistant: <think>"
+        )
+
+    def parse(self, text: str) -> Action:
+        block = first_block(text, self._tags)
+        if block is None:
+            return Action("invalid", error="no <external> or <answer> block", format_ok=False)
+        which, body = block
+        before = text[: text.find(self._tags[which][0])]
+        format_ok = _r1_searcher_pp_spans_ok(before)
+        if which == 1:
+            return Action("answer", answer=body.strip(), format_ok=format_ok)
+        query = _clean_query(body)
+        if not query:
+            return Action("invalid", error="empty search query", format_ok=False)
+        return Action("search", queries=[query], format_ok=format_ok)
+
+    def search_action(self, query: str) -> str:
+        return f"<external> {query} </external>"
+
+    def wrap(self, text: str) -> str:
+        return f"\n\n<document>\n{text.strip()}\n</document>\n\n"
+
+    def error_observation(self, message: str) -> str:
+        return (f"\nMy previous action is invalid ({message}). To search I write <external> query </external>; "
+                "to answer I write <answer> answer </answer>.\n")
+
+
+def _r1_searcher_pp_spans_ok(text: str) -> bool:
+    """<internal> spans closed, not nested, without a search or documents inside (the text
+    before the external block that ends an action may still be inside an open <think>)."""
+    if not tags_balanced(text, ("internal",)) or text.count("</think>") > text.count("<think>") + 1:
+        return False
+    depth = 0
+    for piece in re.split(r"(</?internal>)", text):
+        if piece == "<internal>":
+            depth += 1
+            if depth > 1:
+                return False
+        elif piece == "</internal>":
+            depth -= 1
+        elif depth and ("<external>" in piece or "<document>" in piece):
+            return False
+    return True
+
+
+PROTOCOLS[R1SearcherPPProtocol.name] = R1SearcherPPProtocol

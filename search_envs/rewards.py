@@ -251,3 +251,59 @@ class DeepResearcherReward(RewardSpec):
 
 
 REWARD_PRESETS["deepresearcher"] = DeepResearcherReward()
+
+
+# ----------------------------------------------------------------------------- R1-Searcher++
+R1_SEARCHER_PP_MAX_ANSWER_WORDS = 10
+
+
+def cover_em_short(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """R1-Searcher++'s answer reward: cover exact match, and 0 for an answer of more than 10
+    words (so listing candidates cannot cover the gold answer)."""
+    if prediction is None or len(prediction.split()) > R1_SEARCHER_PP_MAX_ANSWER_WORDS:
+        return 0.0
+    return cover_exact_match(prediction, golds)
+
+
+METRICS["cover_em_short"] = cover_em_short
+
+
+@dataclass(frozen=True)
+class R1SearcherPPReward(RewardSpec):
+    """R1-Searcher++'s per-episode reward: format (0, or -2 when broken) + answer (cover-EM, 0
+    past 10 words). Its group reward, which needs the whole group, is added by the trainer
+    (`--group-reward r1_searcher_pp`, `r1_searcher_pp_group_reward`)."""
+
+    answer_metric: str | None = "cover_em_short"
+    format_penalty: float = -2.0
+
+
+REWARD_PRESETS["r1_searcher_pp"] = R1SearcherPPReward()
+
+
+def r1_searcher_pp_group_reward(correct: Sequence[bool], searches: Sequence[int], groups: Sequence[object],
+                                cap: float = 2.0) -> list[float]:
+    """R1-Searcher++'s group reward: among a question's correct rollouts, those with the fewest
+    external searches get min(2 * sigma^2, cap), sigma the standard deviation (population) of the
+    correct rollouts' search counts; every other rollout gets 0. A group whose correct rollouts all
+    searched equally (or has at most one) gets nothing: no rollout was more economical."""
+    members: dict[object, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    out = [0.0] * len(groups)
+    for idx in members.values():
+        good = [i for i in idx if correct[i]]
+        if len(good) < 2:
+            continue
+        counts = [float(searches[i]) for i in good]
+        mean = sum(counts) / len(counts)
+        bonus = min(2.0 * sum((c - mean) ** 2 for c in counts) / len(counts), cap)
+        fewest = min(counts)
+        for i in good:
+            if searches[i] == fewest:
+                out[i] = bonus
+    return out
+
+
+GROUP_REWARDS: dict[str, Callable[..., list[float]]] = {"r1_searcher_pp": r1_searcher_pp_group_reward}
+"""Rewards computed over a question's group of rollouts; the trainer adds them (`group_reward`)."""
