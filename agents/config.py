@@ -107,6 +107,10 @@ class TrainConfig:
     - this are penalised linearly, down to -overlong_penalty_factor at the limit. None = a fifth of that
     limit for DAPO (its 4096 of 20480), 0 (off) otherwise."""
     overlong_penalty_factor: float = 1.0
+    task_curriculum: str | None = None
+    """A task metadata key (e.g. "mask_count" of 'masksearch' tasks): training questions are split into
+    stages by its increasing values, each stage trained for an equal share of total_steps (MaskSearch's
+    curriculum over the number of masks). None = every question at every step."""
     group_reward: str | None = None
     """A reward over each question's group of rollouts added to the env's reward, from
     `search_envs.rewards.GROUP_REWARDS`: "r1_searcher_pp" (R1-Searcher++: the correct rollouts with

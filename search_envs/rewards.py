@@ -307,3 +307,24 @@ def r1_searcher_pp_group_reward(correct: Sequence[bool], searches: Sequence[int]
 
 GROUP_REWARDS: dict[str, Callable[..., list[float]]] = {"r1_searcher_pp": r1_searcher_pp_group_reward}
 """Rewards computed over a question's group of rollouts; the trainer adds them (`group_reward`)."""
+
+
+# ----------------------------------------------------------------------------- MaskSearch
+def token_recall(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """The share of a gold answer's normalised tokens found in the prediction, best over the gold
+    answers: MaskSearch's rule-based token-level recall for RAMP, partial credit for a multi-mask
+    answer ("span 1; span 2") with some spans right. It rewards long answers; pair it with a format
+    rule or judge when that matters (the MaskSearch paper discusses this hacking)."""
+    if prediction is None:
+        return 0.0
+    pred = Counter(_normalized(prediction).split())
+    best = 0.0
+    for gold in _golds(golds):
+        gold_tokens = Counter(_normalized(gold).split())
+        if gold_tokens:
+            best = max(best, sum((pred & gold_tokens).values()) / sum(gold_tokens.values()))
+    return best
+
+
+METRICS["token_recall"] = token_recall
+REWARD_PRESETS["token_recall"] = RewardSpec("token_recall")
