@@ -5,6 +5,7 @@ FlashRAG collection on the Hugging Face hub, and the offline RAMP set.
 
 - ``"ramp"``, ``"ramp:train"``, ``"ramp:test"``: masked-prediction tasks made
   from the embedded Wikipedia corpus (see `search_envs.ramp`); no download.
+- ``"open_ended:<split>"``: O²-Searcher-style open-ended questions (key findings as answers).
 - ``"masksearch:<split>[:<k>]"``: RAMP with 1-4 masks per sentence (or exactly k), MaskSearch's
   task; `metadata["mask_count"]` orders a curriculum (`TrainConfig.task_curriculum`).
 - a file path, format detected from its content:
@@ -48,7 +49,7 @@ ANSWER_SPLIT = "<|answer_split|>"
 _QUESTION_MARKER = re.compile(r"Question:\s*", re.IGNORECASE)
 
 SPEC_HELP = (
-    "a task spec is 'ramp', 'ramp:train', 'ramp:test', 'masksearch:<split>[:<masks>]', 'flashrag:<dataset>[:<split>]', "
+    "a task spec is 'ramp', 'ramp:train', 'ramp:test', 'masksearch:<split>[:<masks>]', 'open_ended:<split>', 'flashrag:<dataset>[:<split>]', "
     "or the path of a .jsonl / .json / .parquet file (optionally 'file.parquet#<data_source>')"
 )
 
@@ -84,6 +85,12 @@ def load_tasks(
         ramp_split = split or rest or "test"
         tasks: list[Task] = list(ramp_tasks(ramp_split, seed=seed))
         name = f"ramp:{ramp_split}"
+    elif head == "open_ended" and not Path(text).exists():
+        from search_envs.open_ended import open_ended_tasks
+
+        oe_split = split or rest or "test"
+        tasks = list(open_ended_tasks(oe_split, seed=seed))
+        name = f"open_ended:{oe_split}"
     elif head == "masksearch" and not Path(text).exists():
         from search_envs.ramp import masksearch_tasks
 

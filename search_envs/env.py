@@ -267,7 +267,8 @@ class SearchEnv(gym.Env[str, str]):
                 ep.format_ok = ep.format_ok and whole_episode_check(
                     "".join(text for role, text in ep.transcript if role != "prompt"))
             prediction = parsed.answer if terminated else None
-            outcome = EpisodeOutcome(prediction, ep.task.answers, ep.format_ok, ep.num_searches)
+            outcome = EpisodeOutcome(prediction, ep.task.answers, ep.format_ok, ep.num_searches,
+                                     queries=tuple(ep.queries), task_type=ep.task.metadata.get("type"))
             components = self.reward_spec.components(outcome)
             reward = float(sum(components.values()))
             info.update(

@@ -95,6 +95,10 @@ class EpisodeOutcome:
     answers: tuple[str, ...]
     format_ok: bool
     num_searches: int
+    queries: tuple[str, ...] = ()
+    """The episode's search queries, in order (O²-Searcher scores their diversity)."""
+    task_type: str | None = None
+    """`Task.metadata["type"]`: "open_ended" for a question with key findings as its answers."""
 
 
 def format_reward(outcome: EpisodeOutcome) -> float:
@@ -328,3 +332,23 @@ def token_recall(prediction: str | None, golds: str | Sequence[str]) -> float:
 
 METRICS["token_recall"] = token_recall
 REWARD_PRESETS["token_recall"] = RewardSpec("token_recall")
+
+
+# ----------------------------------------------------------------------------- O²-Searcher
+@dataclass(frozen=True)
+class O2SearcherReward(RewardSpec):
+    """O²-Searcher: an open-ended question (task type "open_ended", its answers the reference key
+    findings) scores 0.5 * (format + findings F1 + 0.5 * query diversity) / 2.5, see
+    `search_envs.open_ended`; a closed question keeps the exact match (its `qa_em.py`)."""
+
+    answer_metric: str | None = "em"
+
+    def components(self, outcome: EpisodeOutcome) -> dict[str, float]:
+        from search_envs.open_ended import OPEN_ENDED, default_encoder, o2_searcher_reward
+
+        if outcome.task_type != OPEN_ENDED:
+            return super().components(outcome)
+        return o2_searcher_reward(outcome.prediction, list(outcome.answers), list(outcome.queries), default_encoder())
+
+
+REWARD_PRESETS["o2_searcher"] = O2SearcherReward()
