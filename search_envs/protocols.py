@@ -630,7 +630,7 @@ PROTOCOLS[DeepResearcherWebProtocol.name] = DeepResearcherWebProtocol
 
 
 # ----------------------------------------------------------------------------- R1-Searcher++
-class R1SearcherPPProtocol(Protocol):
+class R1SearcherPPProtocol(SearchR1Protocol):
     """R1-Searcher++ (Song et al. 2025, arXiv:2505.17005): the model says where each piece of
     knowledge comes from: recalled facts go in `<internal> ... </internal>` (no env action),
     an external search is `<external> query </external>`, whose passages come back in
@@ -656,18 +656,13 @@ class R1SearcherPPProtocol(Protocol):
         )
 
     def parse(self, text: str) -> Action:
-        block = first_block(text, self._tags)
-        if block is None:
-            return Action("invalid", error="no <external> or <answer> block", format_ok=False)
-        which, body = block
-        before = text[: text.find(self._tags[which][0])]
-        format_ok = _r1_searcher_pp_spans_ok(before)
-        if which == 1:
-            return Action("answer", answer=body.strip(), format_ok=format_ok)
-        query = _clean_query(body)
-        if not query:
-            return Action("invalid", error="empty search query", format_ok=False)
-        return Action("search", queries=[query], format_ok=format_ok)
+        action = super().parse(text)  # Search-R1's parse over these tags; the format rule is ours
+        if action.kind == "invalid" and action.error.startswith("no "):
+            action.error = "no <external> or <answer> block"
+        elif action.kind != "invalid":
+            opener = "<answer>" if action.kind == "answer" else "<external>"
+            action.format_ok = _r1_searcher_pp_spans_ok(text[: text.find(opener)])
+        return action
 
     def search_action(self, query: str) -> str:
         return f"<external> {query} </external>"

@@ -144,12 +144,18 @@ def _article_key(title: str, text: str) -> str:
     return hashlib.blake2b(f"{title}\x00{text}".encode("utf-8"), digest_size=6).hexdigest()
 
 
-def tasks_from_article(title: str, text: str, seed: int = 0, per_article: int = 1) -> list[Task]:
-    """Up to `per_article` masked-sentence tasks from one article, each from a different sentence."""
+def _shuffled_sentences(title: str, text: str, salt: str) -> tuple[str, random.Random, list[str]]:
+    """The article's key, an RNG seeded by (salt, key), and its maskable-length sentences shuffled by it."""
     key = _article_key(title, text)
-    rng = random.Random(f"{seed}\x00{key}")
+    rng = random.Random(f"{salt}\x00{key}")
     sentences = [s for s in split_sentences(text) if MIN_WORDS <= len(s.split()) <= MAX_WORDS]
     rng.shuffle(sentences)
+    return key, rng, sentences
+
+
+def tasks_from_article(title: str, text: str, seed: int = 0, per_article: int = 1) -> list[Task]:
+    """Up to `per_article` masked-sentence tasks from one article, each from a different sentence."""
+    key, rng, sentences = _shuffled_sentences(title, text, f"{seed}")
     tasks: list[Task] = []
     for sentence in sentences:
         spans = {kind: v for kind, v in candidate_spans(sentence, title).items() if v}
@@ -219,14 +225,11 @@ def multi_mask_tasks_from_article(title: str, text: str, seed: int = 0, per_arti
                                   max_masks: int = MAX_MASKS, mask_count: int | None = None) -> list[Task]:
     """Up to `per_article` tasks, each a sentence with k of its maskable spans replaced by [mask]
     (k and the spans chosen as MaskSearch's `gen_qa.py` does, see `_mask_weights`; or k fixed by
-    `mask_count`, sentences with fewer spans skipped). The answer is the spans in sentence order joined by '; '; metadata has the `masks`
-    and their `mask_count` (the curriculum's key)."""
+    `mask_count`, sentences with fewer spans skipped). The answer is the spans in sentence order
+    joined by '; '; metadata has the `masks` and their `mask_count` (the curriculum's key)."""
     if mask_count is not None and not 1 <= mask_count <= max_masks:
         raise ValueError(f"mask_count must be in 1..{max_masks}, got {mask_count}")
-    key = _article_key(title, text)
-    rng = random.Random(f"masksearch\x00{seed}\x00{key}")
-    sentences = [s for s in split_sentences(text) if MIN_WORDS <= len(s.split()) <= MAX_WORDS]
-    rng.shuffle(sentences)
+    key, rng, sentences = _shuffled_sentences(title, text, f"masksearch\x00{seed}")
     tasks: list[Task] = []
     for sentence in sentences:
         found = candidate_spans(sentence, title)

@@ -168,6 +168,10 @@ def make_reward(reward: str | RewardSpec) -> RewardSpec:
 
 
 # ----------------------------------------------------------------------------- ReSearch
+def _f1(common: int, n_pred: int, n_gold: int) -> float:
+    return 0.0 if common == 0 else 2 * common / (n_pred + n_gold)  # = 2PR / (P + R)
+
+
 def research_f1(prediction: str | None, golds: str | Sequence[str]) -> float:
     """ReSearch's `get_f1_score`: SQuAD token F1, except that a "yes"/"no"/"noanswer" on either
     side scores only when both sides are equal (the plain F1 would give "yes" half of
@@ -175,17 +179,11 @@ def research_f1(prediction: str | None, golds: str | Sequence[str]) -> float:
     if prediction is None:
         return 0.0
     pred = normalize_answer(prediction)
-    best = 0.0
-    for gold in _golds(golds):
-        gold_n = normalize_answer(gold)
-        if (pred in ("yes", "no", "noanswer") or gold_n in ("yes", "no", "noanswer")) and pred != gold_n:
-            continue
-        common = sum((Counter(pred.split()) & Counter(gold_n.split())).values())
-        if common == 0:
-            continue
-        precision, recall = common / len(pred.split()), common / len(gold_n.split())
-        best = max(best, 2 * precision * recall / (precision + recall))
-    return best
+    special = ("yes", "no", "noanswer")
+    scores = [_f1(sum((Counter(pred.split()) & Counter(g.split())).values()), len(pred.split()), len(g.split()))
+              for g in (normalize_answer(x) for x in _golds(golds))
+              if not ((pred in special or g in special) and pred != g)]
+    return max(scores, default=0.0)
 
 
 METRICS["research_f1"] = research_f1
@@ -225,16 +223,8 @@ def deepresearcher_f1(prediction: str | None, golds: str | Sequence[str]) -> flo
     if prediction is None:
         return 0.0
     pred = _deepresearcher_tokens(prediction)
-    best = 0.0
-    for gold in _golds(golds):
-        gold_tokens = _deepresearcher_tokens(gold)
-        if not gold_tokens or not pred:
-            continue
-        common = len(pred & gold_tokens)
-        precision, recall = common / len(pred), common / len(gold_tokens)
-        if precision + recall > 0:
-            best = max(best, 2 * precision * recall / (precision + recall))
-    return best
+    scores = [_f1(len(pred & g), len(pred), len(g)) for g in map(_deepresearcher_tokens, _golds(golds)) if g and pred]
+    return max(scores, default=0.0)
 
 
 METRICS["deepresearcher_f1"] = deepresearcher_f1
