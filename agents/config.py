@@ -109,6 +109,14 @@ class TrainConfig:
     - this are penalised linearly, down to -overlong_penalty_factor at the limit. None = a fifth of that
     limit for DAPO (its 4096 of 20480), 0 (off) otherwise."""
     overlong_penalty_factor: float = 1.0
+    task_curriculum: str | None = None
+    """A task metadata key (e.g. "mask_count" of 'masksearch' tasks): training questions are split into
+    stages by its increasing values, each stage trained for an equal share of total_steps (MaskSearch's
+    curriculum over the number of masks). None = every question at every step."""
+    group_reward: str | None = None
+    """A reward over each question's group of rollouts added to the env's reward, from
+    `search_envs.rewards.GROUP_REWARDS`: "r1_searcher_pp" (R1-Searcher++: the correct rollouts with
+    the fewest searches get a bonus; pair it with reward "r1_searcher_pp"). None = none."""
     reinforce_baseline: bool = True
     """REINFORCE++: subtract the group's mean score (OpenRLHF `reinforce_baseline`, R1-Searcher's scripts);
     False = the original REINFORCE++ (`reinforce`: raw scores, batch whitening only)."""
@@ -189,6 +197,11 @@ class TrainConfig:
             self.overlong_buffer_len = self.max_turns * self.max_response_length // 5 if self.algo == "dapo" else 0
         if not 0 <= self.overlong_buffer_len <= self.max_turns * self.max_response_length:
             raise ValueError("overlong_buffer_len must be in [0, max_turns * max_response_length]")
+        if self.group_reward is not None:
+            from search_envs.rewards import GROUP_REWARDS
+
+            if self.group_reward not in GROUP_REWARDS:
+                raise ValueError(f"unknown group_reward {self.group_reward!r}; choose from {sorted(GROUP_REWARDS)}")
         if self.group_size is None and paper:
             self.group_size = 16
 

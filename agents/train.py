@@ -261,6 +261,31 @@ def evaluate_in_training(generator, tokenizer, env, task_ids: list[str], cfg: Tr
                                              "format_rate")}
 
 
+def task_stages(tasks, key: str) -> list[list[str]]:
+    """Task ids grouped by increasing `metadata[key]` (a curriculum's stages, easiest first)."""
+    by_value: dict[Any, list[str]] = {}
+    for t in tasks:
+        if key not in t.metadata:
+            raise ValueError(f"task {t.id!r} has no metadata {key!r} for the curriculum")
+        by_value.setdefault(t.metadata[key], []).append(t.id)
+    return [by_value[v] for v in sorted(by_value)]
+
+
+def curriculum_stage(stages: list[list[str]], step: int, total_steps: int) -> list[str]:
+    """The stage a step trains on: the run is cut into len(stages) equal spans."""
+    return stages[min(step * len(stages) // max(total_steps, 1), len(stages) - 1)]
+
+
+def group_reward_bonus(name: str, trajs: list[Trajectory], groups: list[int]) -> list[float]:
+    """A group-level reward (search_envs.rewards.GROUP_REWARDS) for each episode: correctness is the
+    R1-Searcher++ answer reward (cover-EM of an answer of at most 10 words), searches the env's count."""
+    from search_envs.rewards import GROUP_REWARDS, cover_em_short
+
+    correct = [cover_em_short(t.info.get("prediction"), t.info.get("answers") or []) > 0 for t in trajs]
+    searches = [int(t.info.get("num_searches", 0)) for t in trajs]
+    return GROUP_REWARDS[name](correct, searches, groups)
+
+
 def dynamic_sampling(cfg: TrainConfig, generator, tokenizer, env, train_ids, step, trajs, groups, stats,
                      device, dtype):
     """DAPO's dynamic sampling: keep the groups whose episodes do not all score the same, and roll
@@ -375,6 +400,7 @@ def train(
     if env.num_envs != n_envs:
         raise ValueError(f"the env has {env.num_envs} sub-envs; questions_per_step * group_size = {n_envs}")
     train_ids = [t.id for t in env.envs[0].tasks]
+    stages = task_stages(env.envs[0].tasks, cfg.task_curriculum) if cfg.task_curriculum else []
     stop_strings = env.envs[0].protocol.stop_strings
     eval_ids: list[str] = []
     if eval_env is None and cfg.eval_tasks and cfg.eval_episodes > 0:
@@ -426,7 +452,8 @@ def train(
         t_step = time.perf_counter()
         # 1. questions and rollouts (a noise curriculum follows the training progress)
         env.set_progress(curriculum_progress(env, step, cfg.total_steps))
-        questions = step_questions(train_ids, cfg.questions_per_step, cfg.seed, step)
+        pool = curriculum_stage(stages, step, cfg.total_steps) if stages else train_ids
+        questions = step_questions(pool, cfg.questions_per_step, cfg.seed, step)
         task_ids = [q for q in questions for _ in range(cfg.group_size)]
         groups = [g for g in range(len(questions)) for _ in range(cfg.group_size)]
         generator.sync(model)
@@ -436,7 +463,7 @@ def train(
                                      stats=stats, **rollout_options(cfg))
         generated, sampling = trajs, {}
         if cfg.dynamic_sampling:
-            trajs, groups, generated, sampling = dynamic_sampling(cfg, generator, tokenizer, env, train_ids, step,
+            trajs, groups, generated, sampling = dynamic_sampling(cfg, generator, tokenizer, env, pool, step,
                                                                    trajs, groups, stats, device, dtype)
 
         # 2. score every token: old policy, reference, critic
@@ -448,6 +475,8 @@ def train(
         ref_logp = (score_tokens(ref_model, batch, cfg.micro_batch_size, device, dtype, cfg.temperature)
                     if ref_model is not None else old_logp.clone())
         scores = torch.tensor([t.reward for t in trajs], dtype=torch.float32)
+        if cfg.group_reward is not None:
+            scores += torch.tensor(group_reward_bonus(cfg.group_reward, trajs, groups), dtype=torch.float32)
         if cfg.overlong_buffer_len > 0:
             limit = cfg.max_turns * cfg.max_response_length
             scores += torch.tensor([overlong_penalty(t.num_policy_tokens, limit, cfg.overlong_buffer_len,
@@ -515,6 +544,8 @@ def train(
             critic_sched.step()
 
         # 5. log, evaluate, checkpoint
+        if stages:
+            sampling["curriculum_stage"] = float(stages.index(pool))
         row = {"type": "train", "step": step + 1, **episode_metrics(generated), **sampling, "kl": kl_value,
                "updates": len(losses.get("grad_norm", [])),
                "lr": actor_sched.get_last_lr()[0],

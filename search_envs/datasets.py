@@ -5,6 +5,9 @@ FlashRAG collection on the Hugging Face hub, and the offline RAMP set.
 
 - ``"ramp"``, ``"ramp:train"``, ``"ramp:test"``: masked-prediction tasks made
   from the embedded Wikipedia corpus (see `search_envs.ramp`); no download.
+- ``"open_ended:<split>"``: O²-Searcher-style open-ended questions (key findings as answers).
+- ``"masksearch:<split>[:<k>]"``: RAMP with 1-4 masks per sentence (or exactly k), MaskSearch's
+  task; `metadata["mask_count"]` orders a curriculum (`TrainConfig.task_curriculum`).
 - a file path, format detected from its content:
   FlashRAG jsonl ``{"id", "question", "golden_answers": [...]}``,
   R1-Searcher jsonl ``{"idx", "question", "answer"}`` (answer a string or a list),
@@ -46,7 +49,8 @@ ANSWER_SPLIT = "<|answer_split|>"
 _QUESTION_MARKER = re.compile(r"Question:\s*", re.IGNORECASE)
 
 SPEC_HELP = (
-    "a task spec is 'ramp', 'ramp:train', 'ramp:test', 'flashrag:<dataset>[:<split>]', 'synth:<split>[:k=v,...]', "
+    "a task spec is 'ramp', 'ramp:train', 'ramp:test', 'masksearch:<split>[:<masks>]', 'open_ended:<split>', "
+    "'flashrag:<dataset>[:<split>]', 'synth:<split>[:k=v,...]', "
     "or the path of a .jsonl / .json / .parquet file (optionally 'file.parquet#<data_source>')"
 )
 
@@ -64,7 +68,7 @@ def load_tasks(
 ) -> TaskSet:
     """Load a task set from a spec (see the module docstring).
 
-    split: for 'ramp' and 'flashrag:' specs (overrides the one in the spec).
+    split: for 'ramp', 'masksearch' and 'flashrag:' specs (overrides the one in the spec).
     limit: keep the first `limit` tasks in the set's order (file order; RAMP's
     is a seeded shuffle). seed: picks RAMP's masks.
     data_source: keep only rows of this source (parquet `data_source`, or `source`).
@@ -86,6 +90,21 @@ def load_tasks(
         from search_envs.synthworld import synth_tasks
 
         tasks, name = list(synth_tasks(path_part)), path_part
+    elif head == "open_ended" and not Path(text).exists():
+        from search_envs.open_ended import open_ended_tasks
+
+        oe_split = split or rest or "test"
+        tasks = list(open_ended_tasks(oe_split, seed=seed))
+        name = f"open_ended:{oe_split}"
+    elif head == "masksearch" and not Path(text).exists():
+        from search_envs.ramp import masksearch_tasks
+
+        ms_split, _, count = rest.partition(":")
+        ms_split = split or ms_split or "train"
+        if count and not count.isdigit():
+            raise ValueError(f"'masksearch:<split>:<k>' takes a number of masks, got {count!r}")
+        tasks = list(masksearch_tasks(ms_split, seed=seed, mask_count=int(count) if count else None))
+        name = f"masksearch:{ms_split}" + (f":{count}" if count else "")
     elif head == "flashrag" and not Path(text).exists():
         dataset, _, spec_split = rest.partition(":")
         tasks = load_flashrag(dataset, split or spec_split or None)

@@ -317,7 +317,8 @@ class SearchEnv(gym.Env[str, str]):
                     "".join(text for role, text in ep.transcript if role != "prompt"))
             prediction = parsed.answer if terminated else None
             outcome = EpisodeOutcome(prediction, ep.task.answers, ep.format_ok, ep.num_searches,
-                                     tuple(ep.queries), self.render_text())
+                                     tuple(ep.queries), self.render_text(),
+                                     task_type=ep.task.metadata.get("type"))
             components = self.reward_spec.components(outcome)
             reward = float(sum(components.values()))
             info.update(

@@ -530,3 +530,254 @@ class ReSearchProtocol(Protocol):
 
 
 PROTOCOLS[ReSearchProtocol.name] = ReSearchProtocol
+
+
+# ----------------------------------------------------------------------------- DeepResearcher
+DEEPRESEARCHER_WEB_SEARCH = {
+    "type": "function",
+    "function": {
+        "name": "web_search",
+        "description": "Search the web for relevant information. You should use this tool if the historical page "
+                       "content is not enough to answer the question. Or last search result is not relevant to the "
+                       "question.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "query": {
+                    "type": "array",
+                    "items": {"type": "string", "description": "The query to search, which helps answer the question"},
+                    "description": "The queries to search",
+                }
+            },
+            "required": ["query"],
+            "minItems": 1,
+            "uniqueItems": True,
+        },
+    },
+}
+DEEPRESEARCHER_GOOGLE_SEARCH = {"type": "function", "function": {
+    **DEEPRESEARCHER_WEB_SEARCH["function"],
+    "description": "Search the web for relevant information from google. You should use this tool if the historical "
+                   "page content is not enough to answer the question. Or last search result is not relevant to the "
+                   "question."}}
+"""The online variant's web_search (TOOLS in generation.py): the same but 'from google'."""
+DEEPRESEARCHER_BROWSE = {
+    "type": "function",
+    "function": {
+        "name": "browse_webpage",
+        "description": "Browse the webpage and return the content that not appeared in the conversation history. "
+                       "You should use this tool if the last action is search and the search result maybe relevant "
+                       "to the question.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "url_list": {
+                    "type": "array",
+                    "items": {"type": "string", "description": "The chosen url from the search result, do not use "
+                                                               "url that not appeared in the search result"},
+                    "description": "The chosen urls from the search result.",
+                },
+            },
+            "required": ["url_list"],
+        },
+    },
+}
+DEEPRESEARCHER_MAX_QUERIES = 3
+"""handler.py: `search_query_list[0:3]  # only perform first 3 search queries`."""
+
+
+def tags_balanced(text: str, tags: Sequence[str] = ("tool_call", "think", "answer")) -> bool:
+    """DeepResearcher's `check_tags_balance`: as many <tag> as </tag>, each <tag> closed after it."""
+    for tag in tags:
+        start_tag, end_tag = f"<{tag}>", f"</{tag}>"
+        if text.count(start_tag) != text.count(end_tag):
+            return False
+        last = -1
+        while (start := text.find(start_tag, last + 1)) >= 0:
+            end = text.find(end_tag, start)
+            if end < 0:
+                return False
+            last = end
+    return True
+
+
+class DeepResearcherProtocol(Protocol):
+    """DeepResearcher (Zheng et al. 2025; GAIR-NLP/DeepResearcher `scrl/llm_agent/generation.py`): its
+    system prompt and tool schemas as Qwen2.5's chat template renders them, every turn opened with
+    "<think>" by the environment, `<think> ... </think>` then `<answer>` or a JSON `<tool_call>`
+    (`web_search` with a query list, of which the first 3 run; `browse_webpage` with a url list in the
+    web variant). As there, an action that is neither ends the episode without an answer, and tool
+    results come back as the Python-printed list of {search_query, web_page_info_list: [{title, url,
+    quick_summary}]} in <tool_response>. `today` fixes the prompt's date (default: the current day)."""
+
+    name = "deepresearcher"
+    stop_strings = ("</tool_call>", "</answer>")
+    tools: tuple[dict, ...] = (DEEPRESEARCHER_WEB_SEARCH,)
+
+    def __init__(self, today: str | None = None) -> None:
+        from time import gmtime, strftime
+
+        self.today = today or strftime("%Y-%m-%d", gmtime())
+
+    def system_prompt(self) -> str:
+        one = len(self.tools) == 1
+        tools = ("I will provide you with one tool to help you answer the question:\n* A web search tool to help you "
+                 "perform search.\n" if one else
+                 "I will provide you with two tools to help you answer the question:\n* A web search tool to help you "
+                 "perform google search. \n* A webpage browsing tool to help you get new page content.\n")
+        return (
+            f"## Background information \n* Today is {self.today}\n* You are Deep AI Research Assistant\n\n"
+            "The question I give you is a complex question that requires a *deep research* to answer.\n\n"
+            f"{tools}\nYou don't have to answer the question now, but you should first think about the research plan "
+            "or what to search next.\n\nYour output format should be one of the following two formats:\n\n<think>\n"
+            "YOUR THINKING PROCESS\n</think>\n<answer>\nYOUR ANSWER AFTER GETTING ENOUGH INFORMATION\n</answer>\n\nor"
+            "\n\n<think>\nYOUR THINKING PROCESS\n</think>\n<tool_call>\nYOUR TOOL CALL WITH CORRECT FORMAT\n"
+            "</tool_call>\n\nYou should always follow the above two formats strictly.\nOnly output the final answer "
+            "(in words, numbers or phrase) inside the <answer></answer> tag, without any explanations or extra "
+            "information. If this is a yes-or-no question, you should only answer yes or no.\n"
+        )
+
+    def prompt(self, question: str) -> str:
+        # Qwen2.5's chat template appends the tools to the system message like this
+        tools = "\n".join(json.dumps(t, ensure_ascii=False) for t in self.tools)
+        return (
+            f"{self.system_prompt()}\n\n# Tools\n\nYou may call one or more functions to assist with the user query."
+            f"\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n"
+            "</tools>\n\nFor each function call, return a json object with function name and arguments within "
+            "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+            f"<args-json-object>}}\n</tool_call>\n\nQuestion: {question.strip()}\n<think>"
+        )
+
+    def parse(self, text: str) -> Action:
+        content = "<think>" + text  # the turn began with the "<think>" the environment wrote
+        if "<answer>" in content:
+            if "</think>" not in content or "</answer>" not in content:
+                return _ends_without_answer("unclosed <think> or <answer>")
+            answer = content.split("<answer>")[1].split("</answer>")[0]
+            return Action("answer", answer=answer.strip(), format_ok=tags_balanced(content.lower()))
+        if "<tool_call>" not in content:
+            return _ends_without_answer("neither <answer> nor <tool_call>")
+        if "</tool_call>" not in content or "</think>" not in content:
+            return _ends_without_answer("unclosed <think> or <tool_call>")
+        try:
+            call = json.loads(content.split("<tool_call>")[1].split("</tool_call>")[0])
+            name, args = call["name"], call["arguments"]
+        except (ValueError, RecursionError, TypeError, KeyError):
+            return _ends_without_answer('a tool call must be JSON {"name": ..., "arguments": {...}}')
+        known = [t["function"]["name"] for t in self.tools]
+        if name == "web_search" and isinstance(args, dict) and isinstance(args.get("query"), list):
+            # the handler runs the first 3 and skips non-strings
+            queries = _clean_queries([q for q in args["query"][:DEEPRESEARCHER_MAX_QUERIES] if isinstance(q, str)])
+            if queries:
+                return Action("search", queries=queries)
+            return _ends_without_answer("web_search needs a non-empty query list")
+        if name == "browse_webpage" and "browse_webpage" in known and isinstance(args, dict) \
+                and isinstance(args.get("url_list"), list) and args["url_list"]:
+            return Action("browse", urls=[str(u).strip() for u in args["url_list"]][:MAX_QUERIES_PER_CALL])
+        return _ends_without_answer(f"invalid tool call {str(name)[:40]!r}")
+
+    def observation(self, queries: Sequence[str], results: Sequence[Sequence[Document]]) -> str:
+        content = [{"search_query": q,
+                    "web_page_info_list": [{"title": d.title, "url": d.url or "", "quick_summary": d.text} for d in docs]}
+                   for q, docs in zip(queries, results)]
+        return self.wrap(str(content))  # the chat template prints the list with Python's str()
+
+    def wrap(self, text: str) -> str:
+        return f"\n<tool_response>\n{text.strip()}\n</tool_response>\n<think>"
+
+    def error_observation(self, message: str) -> str:
+        return self.wrap(f"Error: {message}")
+
+    def search_action(self, query: str) -> str:
+        call = {"name": "web_search", "arguments": {"query": [query]}}
+        return f"I will search. </think>\n<tool_call>\n{json.dumps(call, ensure_ascii=False)}\n</tool_call>"
+
+    def answer_action(self, answer: str) -> str:
+        return f"I know the answer. </think>\n<answer>{answer}</answer>"
+
+    def is_answer_wellformed(self, text: str) -> bool:
+        action = self.parse(text)
+        return action.kind == "answer" and action.answer is not None and action.format_ok
+
+
+class DeepResearcherWebProtocol(DeepResearcherProtocol):
+    """DeepResearcher's online-search variant: web_search and browse_webpage."""
+
+    name = "deepresearcher_web"
+    tools = (DEEPRESEARCHER_GOOGLE_SEARCH, DEEPRESEARCHER_BROWSE)
+
+
+def _ends_without_answer(error: str) -> Action:
+    """DeepResearcher stops a rollout whose action it cannot parse; its reward is then -1."""
+    return Action("answer", answer=None, error=error, format_ok=False)
+
+
+PROTOCOLS[DeepResearcherProtocol.name] = DeepResearcherProtocol
+PROTOCOLS[DeepResearcherWebProtocol.name] = DeepResearcherWebProtocol
+
+
+# ----------------------------------------------------------------------------- R1-Searcher++
+class R1SearcherPPProtocol(SearchR1Protocol):
+    """R1-Searcher++ (Song et al. 2025, arXiv:2505.17005): the model says where each piece of
+    knowledge comes from: recalled facts go in `<internal> ... </internal>` (no env action),
+    an external search is `<external> query </external>`, whose passages come back in
+    `<document> ... </document>`; the answer in `<answer>`. Well formed: <think> and <internal>
+    tags balanced before the action, and no <external> or <document> inside an <internal> span.
+    The paper's code is not released (its repository holds only the README): the tags follow the
+    paper, the prompt wording is ours."""
+
+    name = "r1_searcher_pp"
+    stop_strings = ("</external>", "</answer>")
+    _tags = (("<external>", "</external>"), ("<answer>", "</answer>"))
+
+    def prompt(self, question: str) -> str:
+        return (
+            "The User asks a question, and the Assistant solves it. The Assistant first thinks about the reasoning "
+            "process in the mind and then provides the User with the final answer. The reasoning process and the "
+            "final answer are enclosed within <think> </think> and <answer> </answer> tags, respectively. During "
+            "thinking, the Assistant can use its own knowledge, written within <internal> </internal>, when it is "
+            "sure of it; when it is not, it can search for it with \"<external> query </external>\", and the system "
+            "returns the retrieved documents within <document> </document>. Prefer internal knowledge: search only "
+            "for what is unknown.\n\n"
+            f"User:{question.strip()}\nAssistant: <think>"
+        )
+
+    def parse(self, text: str) -> Action:
+        action = super().parse(text)  # Search-R1's parse over these tags; the format rule is ours
+        if action.kind == "invalid" and action.error.startswith("no "):
+            action.error = "no <external> or <answer> block"
+        elif action.kind != "invalid":
+            opener = "<answer>" if action.kind == "answer" else "<external>"
+            action.format_ok = _r1_searcher_pp_spans_ok(text[: text.find(opener)])
+        return action
+
+    def search_action(self, query: str) -> str:
+        return f"<external> {query} </external>"
+
+    def wrap(self, text: str) -> str:
+        return f"\n\n<document>\n{text.strip()}\n</document>\n\n"
+
+    def error_observation(self, message: str) -> str:
+        return (f"\nMy previous action is invalid ({message}). To search I write <external> query </external>; "
+                "to answer I write <answer> answer </answer>.\n")
+
+
+def _r1_searcher_pp_spans_ok(text: str) -> bool:
+    """<internal> spans closed, not nested, without a search or documents inside (the text
+    before the external block that ends an action may still be inside an open <think>)."""
+    if not tags_balanced(text, ("internal",)) or text.count("</think>") > text.count("<think>") + 1:
+        return False
+    depth = 0
+    for piece in re.split(r"(</?internal>)", text):
+        if piece == "<internal>":
+            depth += 1
+            if depth > 1:
+                return False
+        elif piece == "</internal>":
+            depth -= 1
+        elif depth and ("<external>" in piece or "<document>" in piece):
+            return False
+    return True
+
+
+PROTOCOLS[R1SearcherPPProtocol.name] = R1SearcherPPProtocol

@@ -144,12 +144,18 @@ def _article_key(title: str, text: str) -> str:
     return hashlib.blake2b(f"{title}\x00{text}".encode("utf-8"), digest_size=6).hexdigest()
 
 
-def tasks_from_article(title: str, text: str, seed: int = 0, per_article: int = 1) -> list[Task]:
-    """Up to `per_article` masked-sentence tasks from one article, each from a different sentence."""
+def _shuffled_sentences(title: str, text: str, salt: str) -> tuple[str, random.Random, list[str]]:
+    """The article's key, an RNG seeded by (salt, key), and its maskable-length sentences shuffled by it."""
     key = _article_key(title, text)
-    rng = random.Random(f"{seed}\x00{key}")
+    rng = random.Random(f"{salt}\x00{key}")
     sentences = [s for s in split_sentences(text) if MIN_WORDS <= len(s.split()) <= MAX_WORDS]
     rng.shuffle(sentences)
+    return key, rng, sentences
+
+
+def tasks_from_article(title: str, text: str, seed: int = 0, per_article: int = 1) -> list[Task]:
+    """Up to `per_article` masked-sentence tasks from one article, each from a different sentence."""
+    key, rng, sentences = _shuffled_sentences(title, text, f"{seed}")
     tasks: list[Task] = []
     for sentence in sentences:
         spans = {kind: v for kind, v in candidate_spans(sentence, title).items() if v}
@@ -200,4 +206,85 @@ def ramp_tasks(split: str = "test", seed: int = 0) -> tuple[Task, ...]:
     # A seeded shuffle, so the first n tasks (`load_tasks(..., limit=n)`) are a
     # sample of the whole alphabet, not the articles whose titles start with digits.
     random.Random(f"ramp-order-{seed}").shuffle(tasks)
+    return tuple(tasks)
+
+
+# ----------------------------------------------------------------------------- MaskSearch: several masks
+MAX_MASKS = 4
+"""MaskSearch's `gen_qa.py` masks up to 4 entities of a paragraph."""
+
+
+def make_multi_mask_question(title: str, masked_sentence: str, count: int) -> str:
+    if count == 1:
+        return make_question(title, masked_sentence)
+    return (f'Fill in the {count} {MASK}s in this sentence from the Wikipedia article "{title}": "{masked_sentence}" '
+            f"Give the missing spans in order, separated by semicolons.")
+
+
+def multi_mask_tasks_from_article(title: str, text: str, seed: int = 0, per_article: int = 1,
+                                  max_masks: int = MAX_MASKS, mask_count: int | None = None) -> list[Task]:
+    """Up to `per_article` tasks, each a sentence with k of its maskable spans replaced by [mask]
+    (k and the spans chosen as MaskSearch's `gen_qa.py` does, see `_mask_weights`; or k fixed by
+    `mask_count`, sentences with fewer spans skipped). The answer is the spans in sentence order
+    joined by '; '; metadata has the `masks` and their `mask_count` (the curriculum's key)."""
+    if mask_count is not None and not 1 <= mask_count <= max_masks:
+        raise ValueError(f"mask_count must be in 1..{max_masks}, got {mask_count}")
+    key, rng, sentences = _shuffled_sentences(title, text, f"masksearch\x00{seed}")
+    tasks: list[Task] = []
+    for sentence in sentences:
+        found = candidate_spans(sentence, title)
+        spans = sorted(s for v in found.values() for s in v)
+        if not spans or (mask_count is not None and len(spans) < mask_count):
+            continue
+        # gen_qa.py: 1..n masks when there are 1 or 2 candidates, else 3 or 4 (4 whenever possible)
+        k = mask_count or (rng.randint(1, len(spans)) if len(spans) < 3 else min(len(spans), max_masks))
+        chosen = sorted(_weighted_sample(rng, spans, _mask_weights(sentence, spans, found), k))
+        masked = sentence
+        for start, end in reversed(chosen):
+            masked = f"{masked[:start]}{MASK}{masked[end:]}"
+        masks = [sentence[s:e] for s, e in chosen]
+        tasks.append(Task(
+            f"masksearch-{key}-{len(tasks)}",
+            make_multi_mask_question(title, masked, k),
+            ("; ".join(masks),),
+            source="masksearch",
+            metadata={"title": title, "sentence": sentence, "masks": masks, "mask_count": k},
+        ))
+        if len(tasks) == per_article:
+            break
+    return tasks
+
+
+def _mask_weights(sentence: str, spans: list[tuple[int, int]], found: dict[str, list[tuple[int, int]]]) -> list[float]:
+    """gen_qa.py's sampling weights: an entity weighs its number of words, a number (or date) the
+    largest entity weight, so long entities and numbers are masked more often."""
+    numeric = set(found["number"]) | set(found["date"])
+    words = [len(sentence[s:e].split()) for s, e in spans if (s, e) not in numeric]
+    top = max(words, default=1)
+    return [float(top) if span in numeric else float(len(sentence[span[0]:span[1]].split())) for span in spans]
+
+
+def _weighted_sample(rng: random.Random, items: list, weights: list[float], k: int) -> list:
+    """k distinct items drawn with probability proportional to weight, one at a time."""
+    items, weights, out = list(items), list(weights), []
+    for _ in range(k):
+        i = rng.choices(range(len(items)), weights=weights)[0]
+        out.append(items.pop(i))
+        weights.pop(i)
+    return out
+
+
+@lru_cache(maxsize=8)
+def masksearch_tasks(split: str = "train", seed: int = 0, mask_count: int | None = None) -> tuple[Task, ...]:
+    """RAMP with several masks per sentence over the embedded Wikipedia (spec 'masksearch:<split>[:<k>]'),
+    split by article as RAMP is, in a seeded random order."""
+    from search_envs.data import embedded_articles
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown MaskSearch split {split!r}; choose from {SPLITS}")
+    tasks = [t for a in embedded_articles() if article_split(a.title) == split
+             for t in multi_mask_tasks_from_article(a.title, a.text, seed=seed, mask_count=mask_count)]
+    if not tasks:
+        raise ValueError(f"MaskSearch split {split!r} produced no tasks")
+    random.Random(f"masksearch-order-{seed}").shuffle(tasks)
     return tuple(tasks)

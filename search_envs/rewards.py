@@ -196,9 +196,11 @@ class EpisodeOutcome:
     format_ok: bool
     num_searches: int
     queries: tuple[str, ...] = ()
-    """Every query searched, in order."""
+    """Every query searched, in order (O²-Searcher scores their diversity)."""
     transcript: str = ""
     """The whole episode as the model saw it (prompt, actions, observations)."""
+    task_type: str | None = None
+    """`Task.metadata["type"]`: "open_ended" for a question with key findings as its answers."""
 
 
 def format_reward(outcome: EpisodeOutcome) -> float:
@@ -311,6 +313,10 @@ def make_reward(reward: str | RewardSpec) -> RewardSpec:
 
 
 # ----------------------------------------------------------------------------- ReSearch
+def _f1(common: int, n_pred: int, n_gold: int) -> float:
+    return 0.0 if common == 0 else 2 * common / (n_pred + n_gold)  # = 2PR / (P + R)
+
+
 def research_f1(prediction: str | None, golds: str | Sequence[str]) -> float:
     """ReSearch's `get_f1_score`: SQuAD token F1, except that a "yes"/"no"/"noanswer" on either
     side scores only when both sides are equal (the plain F1 would give "yes" half of
@@ -318,17 +324,11 @@ def research_f1(prediction: str | None, golds: str | Sequence[str]) -> float:
     if prediction is None:
         return 0.0
     pred = normalize_answer(prediction)
-    best = 0.0
-    for gold in _golds(golds):
-        gold_n = normalize_answer(gold)
-        if (pred in ("yes", "no", "noanswer") or gold_n in ("yes", "no", "noanswer")) and pred != gold_n:
-            continue
-        common = sum((Counter(pred.split()) & Counter(gold_n.split())).values())
-        if common == 0:
-            continue
-        precision, recall = common / len(pred.split()), common / len(gold_n.split())
-        best = max(best, 2 * precision * recall / (precision + recall))
-    return best
+    special = ("yes", "no", "noanswer")
+    scores = [_f1(sum((Counter(pred.split()) & Counter(g.split())).values()), len(pred.split()), len(g.split()))
+              for g in (normalize_answer(x) for x in _golds(golds))
+              if not ((pred in special or g in special) and pred != g)]
+    return max(scores, default=0.0)
 
 
 METRICS["research_f1"] = research_f1
@@ -351,3 +351,139 @@ class ReSearchReward(RewardSpec):
 
 
 REWARD_PRESETS["research"] = ReSearchReward()
+
+
+# ----------------------------------------------------------------------------- DeepResearcher
+def _deepresearcher_tokens(text: str) -> set[str]:
+    """DeepResearcher's `preprocess_text` after lower-casing: punctuation becomes spaces (articles stay)."""
+    text = text.lower()
+    for punct in string.punctuation:
+        text = text.replace(punct, " ")
+    return set(text.split())
+
+
+def deepresearcher_f1(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """DeepResearcher's F1 (`format_and_f1.compute_score`): over word SETS, not bags, after
+    lower-casing and replacing punctuation with spaces; best over the gold answers."""
+    if prediction is None:
+        return 0.0
+    pred = _deepresearcher_tokens(prediction)
+    scores = [_f1(len(pred & g), len(pred), len(g)) for g in map(_deepresearcher_tokens, _golds(golds)) if g and pred]
+    return max(scores, default=0.0)
+
+
+METRICS["deepresearcher_f1"] = deepresearcher_f1
+
+
+@dataclass(frozen=True)
+class DeepResearcherReward(RewardSpec):
+    """DeepResearcher's reward: -1 for a format violation (unbalanced tool_call/think/answer tags,
+    checked by the `deepresearcher` protocols, or no answer at all), else the answer's F1."""
+
+    answer_metric: str | None = "deepresearcher_f1"
+    format_penalty: float = -1.0
+
+    def components(self, outcome: EpisodeOutcome) -> dict[str, float]:
+        if not format_reward(outcome):
+            return {"format_penalty": self.format_penalty}
+        return {"deepresearcher_f1": deepresearcher_f1(outcome.prediction, outcome.answers)}
+
+
+REWARD_PRESETS["deepresearcher"] = DeepResearcherReward()
+
+
+# ----------------------------------------------------------------------------- R1-Searcher++
+R1_SEARCHER_PP_MAX_ANSWER_WORDS = 10
+
+
+def cover_em_short(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """R1-Searcher++'s answer reward: cover exact match, and 0 for an answer of more than 10
+    words (so listing candidates cannot cover the gold answer)."""
+    if prediction is None or len(prediction.split()) > R1_SEARCHER_PP_MAX_ANSWER_WORDS:
+        return 0.0
+    return cover_exact_match(prediction, golds)
+
+
+METRICS["cover_em_short"] = cover_em_short
+
+
+@dataclass(frozen=True)
+class R1SearcherPPReward(RewardSpec):
+    """R1-Searcher++'s per-episode reward: format (0, or -2 when broken) + answer (cover-EM, 0
+    past 10 words). Its group reward, which needs the whole group, is added by the trainer
+    (`--group-reward r1_searcher_pp`, `r1_searcher_pp_group_reward`)."""
+
+    answer_metric: str | None = "cover_em_short"
+    format_penalty: float = -2.0
+
+
+REWARD_PRESETS["r1_searcher_pp"] = R1SearcherPPReward()
+
+
+def r1_searcher_pp_group_reward(correct: Sequence[bool], searches: Sequence[int], groups: Sequence[object],
+                                cap: float = 2.0) -> list[float]:
+    """R1-Searcher++'s group reward: among a question's correct rollouts, those with the fewest
+    external searches get min(2 * sigma^2, cap), sigma the standard deviation (population) of the
+    correct rollouts' search counts; every other rollout gets 0. A group whose correct rollouts all
+    searched equally (or has at most one) gets nothing: no rollout was more economical."""
+    members: dict[object, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    out = [0.0] * len(groups)
+    for idx in members.values():
+        good = [i for i in idx if correct[i]]
+        if len(good) < 2:
+            continue
+        counts = [float(searches[i]) for i in good]
+        mean = sum(counts) / len(counts)
+        bonus = min(2.0 * sum((c - mean) ** 2 for c in counts) / len(counts), cap)
+        fewest = min(counts)
+        for i in good:
+            if searches[i] == fewest:
+                out[i] = bonus
+    return out
+
+
+GROUP_REWARDS: dict[str, Callable[..., list[float]]] = {"r1_searcher_pp": r1_searcher_pp_group_reward}
+"""Rewards computed over a question's group of rollouts; the trainer adds them (`group_reward`)."""
+
+
+# ----------------------------------------------------------------------------- MaskSearch
+def token_recall(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """The share of a gold answer's normalised tokens found in the prediction, best over the gold
+    answers: MaskSearch's rule-based token-level recall for RAMP, partial credit for a multi-mask
+    answer ("span 1; span 2") with some spans right. It rewards long answers; pair it with a format
+    rule or judge when that matters (the MaskSearch paper discusses this hacking)."""
+    if prediction is None:
+        return 0.0
+    pred = Counter(_normalized(prediction).split())
+    best = 0.0
+    for gold in _golds(golds):
+        gold_tokens = Counter(_normalized(gold).split())
+        if gold_tokens:
+            best = max(best, sum((pred & gold_tokens).values()) / sum(gold_tokens.values()))
+    return best
+
+
+METRICS["token_recall"] = token_recall
+REWARD_PRESETS["token_recall"] = RewardSpec("token_recall")
+
+
+# ----------------------------------------------------------------------------- O²-Searcher
+@dataclass(frozen=True)
+class O2SearcherReward(RewardSpec):
+    """O²-Searcher: an open-ended question (task type "open_ended", its answers the reference key
+    findings) scores 0.5 * (format + findings F1 + 0.5 * query diversity) / 2.5, see
+    `search_envs.open_ended`; a closed question keeps the exact match (its `qa_em.py`)."""
+
+    answer_metric: str | None = "em"
+
+    def components(self, outcome: EpisodeOutcome) -> dict[str, float]:
+        from search_envs.open_ended import OPEN_ENDED, default_encoder, o2_searcher_reward
+
+        if outcome.task_type != OPEN_ENDED:
+            return super().components(outcome)
+        return o2_searcher_reward(outcome.prediction, list(outcome.answers), list(outcome.queries), default_encoder())
+
+
+REWARD_PRESETS["o2_searcher"] = O2SearcherReward()

@@ -265,10 +265,12 @@ def test_100kb_hostile_actions_parse_quickly(name):
     protocol = make_protocol(name)
     for opener in ("<search>", "<answer>", "<tool_call>", "<|begin_of_query|>", "<think>"):
         text = opener * (100_000 // len(opener))
-        assert protocol.parse(text).kind == "invalid"
+        action = protocol.parse(text)
+        # DeepResearcher's protocols end the episode without an answer instead
+        assert action.kind == "invalid" or (action.kind == "answer" and action.answer is None)
         closer = opener.replace("<", "</", 1) if not opener.startswith("<|") else "<|end_of_query|>"
         assert protocol.parse(text + closer).kind in ("search", "answer", "invalid")
-    huge_answer = protocol.parse("<answer>" + "x" * 100_000 + "</answer>")
+    huge_answer = protocol.parse(protocol.answer_action("x" * 100_000))
     assert huge_answer.kind == "answer" and len(huge_answer.answer) == 100_000
 
 

@@ -71,6 +71,7 @@ def continuation_of(history: History) -> str:
 
 
 _QUESTION_PATTERNS = (
+    re.compile(r"Question:\s*(.*?)\n<think>$", re.DOTALL),  # deepresearcher
     re.compile(r"Question:\s*(.*?)\s*$", re.DOTALL),  # search_r1, tool_call
     re.compile(r"User:\s*(.*?)\nAssistant:", re.DOTALL),  # r1_searcher
     re.compile(r"User:\s*(.*?)\. Assistant:$", re.DOTALL),  # research

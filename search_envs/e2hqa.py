@@ -1,0 +1,235 @@
+"""E2HQA (WebDancer, Wu et al. 2025, arXiv:2505.22648): make easy questions harder by
+replacing an entity of the question with a description of it found by searching for it,
+several times over, while the answer stays the same.
+
+One round, for every question at once: pick an entity of the question (a capitalised span,
+not part of the answer and not already a description), search for it, and ask a
+`Describer` for a short description that identifies it without naming it; a description that
+names the entity or gives away the answer is refused (the round leaves that question as it
+was and records why). `synthesize` runs `iterations` rounds.
+
+`SearchLLMDescriber` describes from the real corpus through any `search_envs.generation`
+backend (transformers, openai-compatible server, vLLM); `CorpusDescriptionDescriber` uses the
+embedded Wikipedia's own short descriptions (no LLM). The `Describer` protocol is the
+extension point for an exact describer (e.g. over a synthetic world whose facts are known,
+where no LLM is needed): implement `describe` and pass it to `synthesize`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol as TypingProtocol
+
+from search_envs.ramp import _STOP_ENTITIES as _STOP_WORDS
+from search_envs.ramp import candidate_spans
+from search_envs.rewards import normalize_answer
+from search_envs.types import Task
+
+MAX_DESCRIPTION_WORDS = 25
+
+
+@dataclass(frozen=True)
+class DescribeRequest:
+    """Describe `entity` (found in `question`, whose answer is `answers`) without naming it."""
+
+    entity: str
+    question: str
+    answers: tuple[str, ...]
+
+
+class Describer(TypingProtocol):
+    """Descriptions for a batch of requests: (description, evidence) or None when it has none.
+    The evidence (a document id, a fact) is kept in the task's provenance."""
+
+    def describe(self, requests: Sequence[DescribeRequest]) -> list[tuple[str, str] | None]: ...
+
+
+DESCRIBE_PROMPT = (
+    "Here is a passage about \"{entity}\":\n{passage}\n\n"
+    "Write one short noun phrase (at most 20 words) that identifies \"{entity}\" without naming it, "
+    "so that it could replace \"{entity}\" in a question. Do not use the words \"{entity}\"{answer_rule}. "
+    "Reply with the phrase only.\nPhrase:"
+)
+
+
+class SearchLLMDescriber:
+    """Searches `engine` for the entity and has `generator` (a `search_envs.generation.Generator`)
+    write the description from the passage whose title best matches the entity."""
+
+    def __init__(self, engine, generator, k: int = 3, max_new_tokens: int = 40) -> None:
+        self.engine, self.generator, self.k, self.max_new_tokens = engine, generator, k, max_new_tokens
+
+    def describe(self, requests: Sequence[DescribeRequest]) -> list[tuple[str, str] | None]:
+        if not requests:
+            return []
+        results = self.engine.search([r.entity for r in requests], self.k)
+        prompts, evidence = [], []
+        for r, docs in zip(requests, results):
+            if not docs:
+                prompts.append(None)
+                evidence.append("")
+                continue
+            target = normalize_answer(r.entity)
+            doc = next((d for d in docs if normalize_answer(d.title) == target), docs[0])
+            answer_rule = "".join(f' or "{a}"' for a in r.answers[:3])
+            prompts.append([{"role": "user", "content": DESCRIBE_PROMPT.format(
+                entity=r.entity, passage=doc.text[:1200], answer_rule=answer_rule)}])
+            evidence.append(doc.id)
+        asked = [p for p in prompts if p is not None]
+        replies = iter(self.generator.complete(asked, stop=("\n",), max_new_tokens=self.max_new_tokens,
+                                               continue_last=False, return_exceptions=True))
+        out: list[tuple[str, str] | None] = []
+        for p, ev in zip(prompts, evidence):
+            reply = next(replies) if p is not None else None
+            text = getattr(reply, "text", None)
+            out.append((clean_description(text), ev) if text else None)
+        return out
+
+
+class CorpusDescriptionDescriber:
+    """LLM-free: searches `engine` for the entity and, when a hit's title is the entity, uses that
+    article's own short description from the embedded Wikipedia ("the German inventor
+    (1858–1913)"). Exact but narrow: only entities that are article titles get one."""
+
+    def __init__(self, engine, k: int = 10) -> None:
+        from search_envs.data import embedded_articles
+
+        self.engine, self.k = engine, k
+        self.descriptions = {normalize_answer(a.title): a.description for a in embedded_articles() if a.description}
+
+    def describe(self, requests: Sequence[DescribeRequest]) -> list[tuple[str, str] | None]:
+        if not requests:
+            return []
+        out: list[tuple[str, str] | None] = []
+        for r, docs in zip(requests, self.engine.search([r.entity for r in requests], self.k)):
+            target = normalize_answer(r.entity)
+            doc = next((d for d in docs if normalize_answer(d.title) == target), None)
+            description = self.descriptions.get(target) if doc is not None else None
+            out.append((f"the {description}", doc.id) if description else None)
+        return out
+
+
+def clean_description(text: str) -> str:
+    """The first line, without quotes, a 'Phrase:' label or a final period."""
+    line = text.strip().split("\n")[0].strip()
+    if line.lower().startswith("phrase:"):
+        line = line[len("phrase:"):].strip()
+    return line.strip("\"'“”` ").rstrip(".").strip()
+
+
+@dataclass
+class Rewrite:
+    entity: str
+    description: str
+    evidence: str
+
+
+@dataclass
+class Synthesis:
+    """One question's history: its rewrites in order, and the reasons rounds were refused."""
+
+    task: Task
+    question: str
+    rewrites: list[Rewrite] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)
+    """Entities a round failed to describe: not picked again."""
+
+
+def pick_entity(question: str, answers: Sequence[str], avoid: Sequence[str], rng: random.Random) -> str | None:
+    """A capitalised span of the question (RAMP's span finder) that is not an answer, does not
+    contain one, and is not inside an earlier description; None when there is none."""
+    golds = [normalize_answer(a) for a in answers if normalize_answer(a)]
+    spans = candidate_spans(question, title="")["entity"]
+    options = []
+    for start, end in spans:
+        entity = question[start:end]
+        norm = normalize_answer(entity)
+        if not norm or any(g in norm or norm in g for g in golds):
+            continue
+        if any(entity in text for text in avoid):
+            continue
+        options.append(entity)
+    return rng.choice(options) if options else None
+
+
+def check_description(description: str, entity: str, answers: Sequence[str]) -> str | None:
+    """Why a description is refused, or None: empty, too long, names the entity or an answer."""
+    norm = normalize_answer(description)
+    if not norm:
+        return "empty description"
+    if len(description.split()) > MAX_DESCRIPTION_WORDS:
+        return "description too long"
+    words = set(norm.split())
+    if any(w in words for w in normalize_answer(entity).split() if len(w) > 2 and w not in _STOP_WORDS):
+        return "description names the entity"
+    if any((g := normalize_answer(a)) and f" {g} " in f" {norm} " for a in answers):
+        return "description gives the answer away"
+    return None
+
+
+def replace_entity(question: str, entity: str, description: str) -> str:
+    """The question with its first `entity` replaced by `description`, without doubling an
+    article ("the the ...") when the entity already followed one."""
+    at = question.find(entity)
+    before = question[:at]
+    if before.lower().endswith(("the ", "a ", "an ")) and description.lower().startswith(("the ", "a ", "an ")):
+        description = description.split(" ", 1)[1]
+    return before + description + question[at + len(entity):]
+
+
+def synthesize(tasks: Sequence[Task], describer: Describer, iterations: int = 2, seed: int = 0) -> list[Synthesis]:
+    """`iterations` rounds of entity replacement over `tasks` (batched per round)."""
+    if iterations < 1:
+        raise ValueError("iterations must be >= 1")
+    rng = random.Random(seed)
+    states = [Synthesis(t, t.question) for t in tasks]
+    for round_no in range(iterations):
+        picks: list[tuple[Synthesis, str]] = []
+        for s in states:
+            entity = pick_entity(s.question, s.task.answers, [r.description for r in s.rewrites] + s.tried, rng)
+            if entity is None:
+                s.refused.append(f"round {round_no + 1}: no entity left to replace")
+            else:
+                picks.append((s, entity))
+        answers = describer.describe([DescribeRequest(e, s.question, s.task.answers) for s, e in picks])
+        for (s, entity), got in zip(picks, answers):
+            if got is None:
+                s.tried.append(entity)
+                s.refused.append(f"round {round_no + 1}: nothing found for {entity!r}")
+                continue
+            description, evidence = got
+            reason = check_description(description, entity, s.task.answers)
+            if reason:
+                s.tried.append(entity)
+                s.refused.append(f"round {round_no + 1}: {reason} ({entity!r})")
+                continue
+            s.question = replace_entity(s.question, entity, description)
+            s.rewrites.append(Rewrite(entity, description, evidence))
+    return states
+
+
+def to_task(s: Synthesis) -> Task:
+    return Task(f"{s.task.id}-e2h{len(s.rewrites)}", s.question, s.task.answers, source="e2hqa",
+                metadata={"original_question": s.task.question, "original_id": s.task.id,
+                          "rewrites": [vars(r) for r in s.rewrites]})
+
+
+def write_tasks(syntheses: Sequence[Synthesis], path: str | Path, keep_unchanged: bool = False) -> int:
+    """FlashRAG jsonl ({"id", "question", "golden_answers", "metadata"}) of the questions that got at
+    least one rewrite (all of them with keep_unchanged); `load_tasks(path)` reads it back."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for s in syntheses:
+            if not s.rewrites and not keep_unchanged:
+                continue
+            t = to_task(s)
+            record = {"id": t.id, "question": t.question, "golden_answers": list(t.answers),
+                      "metadata": {**t.metadata, "refused": s.refused}}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+    return n
