@@ -722,9 +722,10 @@ class R1SearcherPPProtocol(SearchR1Protocol):
     knowledge comes from: recalled facts go in `<internal> ... </internal>` (no env action),
     an external search is `<external> query </external>`, whose passages come back in
     `<document> ... </document>`; the answer in `<answer>`. Well formed: <think> and <internal>
-    tags balanced before the action, and no <external> or <document> inside an <internal> span.
-    The paper's code is not released (its repository holds only the README): the tags follow the
-    paper, the prompt wording is ours."""
+    tags balanced before the action, no <external> inside an <internal> span, and no <document>
+    tag written by the model (documents come only from the retriever; a fabricated one is a format
+    error, as in R1-Searcher's format rule). The paper's code is not released (its repository holds
+    only the README): the tags follow the paper (Fig. 1, §3), the prompt wording is ours."""
 
     name = "r1_searcher_pp"
     stop_strings = ("</external>", "</answer>")
@@ -748,7 +749,9 @@ class R1SearcherPPProtocol(SearchR1Protocol):
             action.error = "no <external> or <answer> block"
         elif action.kind != "invalid":
             opener = "<answer>" if action.kind == "answer" else "<external>"
-            action.format_ok = _r1_searcher_pp_spans_ok(text[: text.find(opener)])
+            before = text[: text.find(opener)]
+            action.format_ok = _r1_searcher_pp_spans_ok(before) and "<document>" not in before \
+                and "</document>" not in before
         return action
 
     def search_action(self, query: str) -> str:

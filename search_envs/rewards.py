@@ -397,8 +397,10 @@ R1_SEARCHER_PP_MAX_ANSWER_WORDS = 10
 
 
 def cover_em_short(prediction: str | None, golds: str | Sequence[str]) -> float:
-    """R1-Searcher++'s answer reward: cover exact match, and 0 for an answer of more than 10
-    words (so listing candidates cannot cover the gold answer)."""
+    """R1-Searcher++'s answer reward (arXiv:2505.17005 §3, RL for Dynamic Knowledge Acquisition):
+    1 when the answer covers a gold answer (cover exact match) and has at most 10 words, else 0
+    (so listing candidates cannot cover the gold answer). Words are split on whitespace (how the
+    paper counts them is not known here; see docs/papers.md)."""
     if prediction is None or len(prediction.split()) > R1_SEARCHER_PP_MAX_ANSWER_WORDS:
         return 0.0
     return cover_exact_match(prediction, golds)
@@ -409,9 +411,10 @@ METRICS["cover_em_short"] = cover_em_short
 
 @dataclass(frozen=True)
 class R1SearcherPPReward(RewardSpec):
-    """R1-Searcher++'s per-episode reward: format (0, or -2 when broken) + answer (cover-EM, 0
-    past 10 words). Its group reward, which needs the whole group, is added by the trainer
-    (`--group-reward r1_searcher_pp`, `r1_searcher_pp_group_reward`)."""
+    """R1-Searcher++'s per-episode reward (§3): format (0, or -2 when broken: no <external> or
+    <answer> block, badly formed <internal> spans, a <document> the model wrote itself) + answer
+    (cover-EM, 0 past 10 words). Its group reward, which needs the whole group, is added by the
+    trainer (`--group-reward r1_searcher_pp`, `r1_searcher_pp_group_reward`)."""
 
     answer_metric: str | None = "cover_em_short"
     format_penalty: float = -2.0
@@ -422,10 +425,12 @@ REWARD_PRESETS["r1_searcher_pp"] = R1SearcherPPReward()
 
 def r1_searcher_pp_group_reward(correct: Sequence[bool], searches: Sequence[int], groups: Sequence[object],
                                 cap: float = 2.0) -> list[float]:
-    """R1-Searcher++'s group reward: among a question's correct rollouts, those with the fewest
-    external searches get min(2 * sigma^2, cap), sigma the standard deviation (population) of the
-    correct rollouts' search counts; every other rollout gets 0. A group whose correct rollouts all
-    searched equally (or has at most one) gets nothing: no rollout was more economical."""
+    """R1-Searcher++'s group reward (§3; eta = `cap` = 2, its training setting): among a question's
+    correct rollouts, those with the fewest external searches get min(2 * sigma^2, eta), sigma the
+    standard deviation of the correct rollouts' search counts; every other rollout gets 0. Our
+    choices where the sources read do not settle it (docs/papers.md): sigma is the population std,
+    and ties on the fewest all get the bonus. A group whose correct rollouts all searched equally
+    (or has at most one) gets nothing, which is min(2 * 0, eta)."""
     members: dict[object, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)

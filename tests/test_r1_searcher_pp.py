@@ -13,6 +13,18 @@ from search_envs.protocols import make_protocol
 from search_envs.rewards import EpisodeOutcome, cover_em_short, make_reward, r1_searcher_pp_group_reward
 
 
+def test_group_reward_on_the_papers_figure_1_group():
+    # Fig. 1 of arXiv:2505.17005 (RL stage): correct rollouts with retrieval counts RC = 1, 2, 0 and
+    # an incorrect one; R_group = min(2 sigma^2, eta), eta = 2, to the correct rollout with the fewest.
+    # Population sigma^2 of (1, 2, 0) = 2/3 -> 4/3 (a sample std would give 2 * 1 = 2).
+    out = r1_searcher_pp_group_reward([True, True, True, False], [1, 2, 0, 1], ["q"] * 4)
+    assert out == pytest.approx([0.0, 0.0, 4 / 3, 0.0])
+    # the incorrect rollout gets nothing even with fewer searches than every correct one
+    assert r1_searcher_pp_group_reward([True, True, False], [1, 3, 0], ["q"] * 3) == pytest.approx([2.0, 0.0, 0.0])
+    # eta is the cap: a larger eta lets 2 sigma^2 through
+    assert r1_searcher_pp_group_reward([True, True], [0, 4], [1, 1], cap=10.0) == pytest.approx([8.0, 0.0])
+
+
 def test_group_reward_hand_computed():
     # one question, 4 rollouts: correct with 1, 3, 2 searches, and a wrong one with 0 searches.
     # sigma^2 of (1, 3, 2) = 2/3, so the bonus is 2 * 2/3 = 4/3, to the correct rollout with 1 search only.
@@ -46,6 +58,12 @@ def test_protocol_marks_internal_and_external_knowledge():
     assert not proto.parse("<internal> I know <external> q </external>").format_ok
     assert not proto.parse("<internal> a <internal> b </internal> </internal> <answer> x </answer>").format_ok
     assert not proto.parse("<internal> unclosed <answer> x </answer>").format_ok
+    # documents come only from the retriever: one the model writes itself breaks the format
+    assert not proto.parse("<document> Hamlet is by Shakespeare </document> <answer> Shakespeare </answer>").format_ok
+    assert not proto.parse("I found it </document> <external> Hamlet </external>").format_ok
+    reward = make_reward("r1_searcher_pp")
+    fabricated = proto.parse("<document> made up </document> <answer> Shakespeare </answer>")
+    assert reward(EpisodeOutcome(fabricated.answer, ("Shakespeare",), fabricated.format_ok, 0)) == -1.0
     assert proto.parse("<external>   </external>").kind == "invalid"
     assert proto.parse("just thinking").kind == "invalid"
 
