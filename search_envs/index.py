@@ -46,10 +46,19 @@ class BrokenIndexError(ValueError):
 
     def __init__(self, path: str | Path, problem: str):
         self.path = Path(path)
-        super().__init__(
-            f"{path}: {problem}. Rebuild it with `search-envs index build --corpus CORPUS --kind KIND --out DIR` "
-            "(or delete it so it is rebuilt on first use)"
-        )
+        super().__init__(f"{path}: {problem}. {rebuild_advice(self.path)}")
+
+
+def rebuild_advice(path: Path) -> str:
+    """How to fix a broken index: a cached one is rebuilt on first use once deleted; a
+    user's own (`--index DIR`) must be rebuilt, since nothing rebuilds it by itself."""
+    from search_envs.data import cache_dir
+
+    cache = (cache_dir() / "indexes").resolve()
+    if path.resolve().is_relative_to(cache):
+        index = cache / path.resolve().relative_to(cache).parts[0]
+        return f"It is a cached index: delete {index} and it is rebuilt on first use"
+    return "Rebuild it with `search-envs index build --corpus CORPUS --kind KIND --out DIR --force`"
 
 
 def _files(directory: Path) -> dict[str, dict[str, Any]]:
@@ -220,7 +229,7 @@ def _build_into(directory: Path, corpus_path: Path, corpus_sha: str, kind: str, 
         directory,
         {
             "kind": kind,
-            "corpus": str(corpus_path),
+            "corpus": str(corpus_path.resolve()),
             "corpus_sha256": corpus_sha,
             "passages": count,
             "records": stats.records,
@@ -264,7 +273,7 @@ def build_index(
                 tmp,
                 {
                     "kind": "hybrid",
-                    "corpus": str(corpus_path),
+                    "corpus": str(corpus_path.resolve()),
                     "corpus_sha256": corpus_sha,
                     "passages": sub["bm25"]["passages"],
                     "model": sub["dense"]["model"],
