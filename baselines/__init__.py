@@ -1,7 +1,7 @@
 """Baseline policies for any search environment (see docs/policies.md).
 
-LM baselines prompt SmolLM2-135M-Instruct by default; pass `generator=` (an
-`HFGenerator` or `OpenAIGenerator`) to use another model.
+LM baselines prompt SmolLM2-135M-Instruct by default; pass `generator=` (a
+`search_envs.generation.TransformersGenerator` or `OpenAIGenerator`) to use another model.
 """
 
 from .prompting import RAG, ChainOfThought, DirectAnswer, IRCoT
@@ -12,6 +12,16 @@ BASELINES = {
     cls.name: cls for cls in (DirectAnswer, ChainOfThought, RAG, IRCoT, SearchO1, RandomPolicy, OracleRetrieval)
 }
 
+
+
+def register_policies() -> None:
+    """The `search_envs.policies` plugin: make every baseline playable by name."""
+    from search_envs.policies.registry import register_baseline
+
+    for cls in BASELINES.values():
+        register_baseline(cls)
+
+
 __all__ = [
     "BASELINES",
     "ChainOfThought",
@@ -21,4 +31,5 @@ __all__ = [
     "RAG",
     "RandomPolicy",
     "SearchO1",
+    "register_policies",
 ]
