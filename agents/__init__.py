@@ -6,4 +6,15 @@ scores a checkpoint through `search_envs.policies`; `search-envs train` is the C
 
 from .config import TrainConfig
 
-__all__ = ["TrainConfig"]
+
+
+def register_policies() -> None:
+    """The `search_envs.policies` plugin: `checkpoint:DIR` understands training folders."""
+    from search_envs.policies.registry import register_checkpoint_resolver
+
+    from .checkpoint import resolve_actor_dir
+
+    register_checkpoint_resolver(resolve_actor_dir)
+
+
+__all__ = ["TrainConfig", "register_policies"]

@@ -118,7 +118,7 @@ class StopOnStrings:
         return torch.tensor([any(s in t for s in self.stop_strings) for t in texts], device=input_ids.device)
 
 
-class HFGenerator:
+class HFRolloutGenerator:
     """Batched sampling with transformers' `generate` (KV cache, left padding,
     per-sequence stop strings)."""
 
@@ -180,7 +180,7 @@ class HFGenerator:
         return [truncate_at_stop(row, self.tokenizer, self.stop_strings, self.eos) for row in new]
 
 
-class VLLMGenerator:
+class VLLMRolloutGenerator:
     """Optional vLLM rollouts (GPU). The training model's weights are copied into
     the vLLM engine by `sync` before each step's rollouts."""
 

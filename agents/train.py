@@ -49,7 +49,7 @@ from .objectives import (
     token_logprobs,
     value_loss,
 )
-from .rollout import HFGenerator, RolloutStats, Trajectory, VLLMGenerator, collect_rollouts
+from .rollout import HFRolloutGenerator, RolloutStats, Trajectory, VLLMRolloutGenerator, collect_rollouts
 from search_envs.rewards import exact_match, f1_score
 
 
@@ -186,13 +186,13 @@ def actor_loss(cfg: TrainConfig, logp, entropy, old_logp, ref_logp, advantages, 
     return loss, parts
 
 
-def make_generator(cfg: TrainConfig, model, tokenizer, stop_strings, model_path: str | None, temperature=None):
+def make_rollout_generator(cfg: TrainConfig, model, tokenizer, stop_strings, model_path: str | None, temperature=None):
     temperature = cfg.temperature if temperature is None else temperature
     if cfg.rollout_backend == "vllm":
         dtype = "bfloat16" if resolve_dtype(cfg.dtype, resolve_device(cfg.device)) == torch.bfloat16 else "float32"
-        return VLLMGenerator(model_path, tokenizer, stop_strings, temperature, cfg.top_p, dtype,
+        return VLLMRolloutGenerator(model_path, tokenizer, stop_strings, temperature, cfg.top_p, dtype,
                              cfg.vllm_gpu_memory_utilization, cfg.max_total_length)
-    return HFGenerator(model, tokenizer, stop_strings, temperature, cfg.top_p, cfg.rollout_batch_size)
+    return HFRolloutGenerator(model, tokenizer, stop_strings, temperature, cfg.top_p, cfg.rollout_batch_size)
 
 
 def plot_curves(log_path: Path, png_path: Path) -> Path | None:
@@ -412,8 +412,8 @@ def train(
         eval_ids = [eval_tasks[i].id for i in episode_plan(len(eval_tasks), cfg.eval_episodes, cfg.seed)]
         if set(eval_ids) & set(train_ids):
             raise ValueError("held-out evaluation tasks overlap the training tasks")
-    generator = make_generator(cfg, model, tokenizer, stop_strings, model_path)
-    greedy = HFGenerator(model, tokenizer, stop_strings, 0.0, batch_size=cfg.rollout_batch_size)
+    generator = make_rollout_generator(cfg, model, tokenizer, stop_strings, model_path)
+    greedy = HFRolloutGenerator(model, tokenizer, stop_strings, 0.0, batch_size=cfg.rollout_batch_size)
 
     log_path = out_dir / "log.jsonl"
     log_rows: list[dict[str, Any]] = []

@@ -1,7 +1,7 @@
 """Baseline policies for any search environment (see docs/policies.md).
 
-LM baselines prompt SmolLM2-135M-Instruct by default; pass `generator=` (an
-`HFGenerator` or `OpenAIGenerator`) to use another model.
+LM baselines prompt SmolLM2-135M-Instruct by default; pass `generator=` (a
+`search_envs.generation.TransformersGenerator` or `OpenAIGenerator`) to use another model.
 """
 
 from .prompting import RAG, ChainOfThought, DirectAnswer, IRCoT
@@ -14,6 +14,15 @@ BASELINES = {
                               SynthTeacher, MajorityAnswer)
 }
 
+
+def register_policies() -> None:
+    """The `search_envs.policies` plugin: make every baseline playable by name."""
+    from search_envs.policies.registry import register_baseline
+
+    for cls in BASELINES.values():
+        register_baseline(cls)
+
+
 __all__ = [
     "BASELINES",
     "ChainOfThought",
@@ -25,4 +34,5 @@ __all__ = [
     "RandomPolicy",
     "SearchO1",
     "SynthTeacher",
+    "register_policies",
 ]

@@ -1,5 +1,8 @@
-"""The `search-envs` command. Each subcommand lives in `search_envs.commands.<name>`
-and exposes `register(subparsers)`, which adds its parser and sets `func`."""
+"""The `search-envs` command.
+
+Each subcommand lives in `search_envs.commands.<name>` and exposes
+`register(subparsers)`, which adds its parser and sets `func`.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,11 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="search-envs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="search-envs",
+        description="Gymnasium environments for training and benchmarking LLM search agents: "
+        "build and serve indexes, play episodes, run baselines and benchmarks, train.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(name).register(sub)

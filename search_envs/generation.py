@@ -13,10 +13,13 @@ the output): agents continue their own transcript, the simulator its "Doc 1:"
 prefill. Backends: `TransformersGenerator` (any local causal LM, SmolLM2-135M-
 Instruct offline by default), `OpenAIGenerator` (an sglang / vLLM / OpenAI-
 compatible server through `OpenAIClient`) and `VLLMGenerator` (vLLM in-process,
-optional). `make_generator` builds one from a backend name.
+optional). `make_generator` builds one from a generator spec, the one format every
+caller uses: "hf[:PATH]", "openai:URL#MODEL", "vllm[:PATH]" (policies add
+"checkpoint:DIR", see `search_envs.policies.registry`).
 
-The agent trainer (`agents/rollout.py`) has its own token-exact generator: it
-needs the token ids and masks, which this text interface does not keep.
+The agent trainer (`agents/rollout.py`) has its own token-exact rollout generators
+(`HFRolloutGenerator`, `VLLMRolloutGenerator`): they keep the token ids and masks,
+which this text interface does not.
 """
 
 from __future__ import annotations
@@ -415,21 +418,31 @@ class VLLMGenerator(Generator):
 
 
 GENERATORS: dict[str, type[Generator]] = {
-    "transformers": TransformersGenerator,
+    "hf": TransformersGenerator,
+    "transformers": TransformersGenerator,  # the same backend, by its library's name
     "openai": OpenAIGenerator,
     "vllm": VLLMGenerator,
 }
+GENERATOR_SPEC_HELP = "a generator is 'hf[:PATH]', 'openai:URL#MODEL' or 'vllm[:PATH]' (or a Generator)"
 
 
-def make_generator(spec: str | Generator = "transformers", **kwargs: Any) -> Generator:
-    """A generator instance, or a backend name ("transformers", "openai", "vllm")
-    with its constructor arguments."""
+def make_generator(spec: str | Generator = "hf", **kwargs: Any) -> Generator:
+    """A Generator from a spec: "hf[:PATH]" (alias "transformers"), "openai:URL#MODEL",
+    "vllm[:PATH]", or a ready Generator. kwargs go to the backend's constructor (a
+    bare "openai" takes base_url= and model= there)."""
     if isinstance(spec, Generator):
         if kwargs:
             raise ValueError("generator options given with a ready generator instance")
         return spec
-    try:
-        cls = GENERATORS[str(spec).lower()]
-    except KeyError:
-        raise ValueError(f"unknown generator backend {spec!r}; choose from {sorted(GENERATORS)}") from None
-    return cls(**kwargs)
+    kind, sep, rest = str(spec).partition(":")
+    cls = GENERATORS.get(kind.lower())
+    if cls is None:
+        raise ValueError(f"unknown generator backend {spec!r}; {GENERATOR_SPEC_HELP}")
+    if not rest:
+        return cls(**kwargs)
+    if cls is OpenAIGenerator:
+        url, hash_, model = rest.partition("#")
+        if not hash_ or not url or not model:
+            raise ValueError(f"an OpenAI generator is 'openai:URL#MODEL', got {spec!r}")
+        return cls(url, model, **kwargs)
+    return cls(rest, **kwargs)

@@ -46,10 +46,19 @@ class BrokenIndexError(ValueError):
 
     def __init__(self, path: str | Path, problem: str):
         self.path = Path(path)
-        super().__init__(
-            f"{path}: {problem}. Rebuild it with `search-envs index build --corpus CORPUS --kind KIND --out DIR` "
-            "(or delete it so it is rebuilt on first use)"
-        )
+        super().__init__(f"{path}: {problem}. {rebuild_advice(self.path)}")
+
+
+def rebuild_advice(path: Path) -> str:
+    """How to fix a broken index: a cached one is rebuilt on first use once deleted; a
+    user's own (`--index DIR`) must be rebuilt, since nothing rebuilds it by itself."""
+    from search_envs.data import cache_dir
+
+    cache = (cache_dir() / "indexes").resolve()
+    if path.resolve().is_relative_to(cache):
+        index = cache / path.resolve().relative_to(cache).parts[0]
+        return f"It is a cached index: delete {index} and it is rebuilt on first use"
+    return "Rebuild it with `search-envs index build --corpus CORPUS --kind KIND --out DIR --force`"
 
 
 def _files(directory: Path) -> dict[str, dict[str, Any]]:
@@ -114,21 +123,50 @@ def check_index(
     return manifest
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_builds(out: Path) -> list[Path]:
+    """Remove `<out>.tmp-<pid>-*` and `<out>.old-<pid>-*` left by builds whose process is gone
+    (killed, or the machine went down); a build still running keeps its directory."""
+    removed = []
+    for path in out.parent.glob(f"{glob_escape(out.name)}.[to][ml][pd]-*"):
+        kind, _, rest = path.name[len(out.name) + 1 :].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and path.is_dir() and (not pid.isdigit() or not _pid_alive(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary sibling of `out`; on success rename it to `out`.
 
     If `out` appeared meanwhile (a concurrent build won) and `overwrite` is off,
-    the new build is discarded and the existing one kept.
+    the new build is discarded and the existing one kept. The temporary name holds
+    the builder's pid, so the next build removes what a killed one left.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_stale_builds(out)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
         yield tmp
         if out.exists() and overwrite:
-            old = out.with_name(f"{out.name}.old-{uuid.uuid4().hex[:8]}")
+            old = out.with_name(f"{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.rename(out, old)
             shutil.rmtree(old, ignore_errors=True)
         try:
@@ -191,7 +229,7 @@ def _build_into(directory: Path, corpus_path: Path, corpus_sha: str, kind: str, 
         directory,
         {
             "kind": kind,
-            "corpus": str(corpus_path),
+            "corpus": str(corpus_path.resolve()),
             "corpus_sha256": corpus_sha,
             "passages": count,
             "records": stats.records,
@@ -235,7 +273,7 @@ def build_index(
                 tmp,
                 {
                     "kind": "hybrid",
-                    "corpus": str(corpus_path),
+                    "corpus": str(corpus_path.resolve()),
                     "corpus_sha256": corpus_sha,
                     "passages": sub["bm25"]["passages"],
                     "model": sub["dense"]["model"],

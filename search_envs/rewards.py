@@ -87,9 +87,11 @@ def cover_exact_match(prediction: str | None, golds: str | Sequence[str]) -> flo
 
 def answer_in_texts(answers: Sequence[str], texts: Iterable[str]) -> bool:
     """True if some gold answer occurs in one of the texts as whole words, after
-    SQuAD normalisation (so "in" does not match inside "Berlin")."""
-    golds = [f" {g} " for g in (normalize_answer(a) for a in answers) if g]
-    return any(g in f" {normalize_answer(t)} " for t in texts for g in golds)
+    the normalisation the metrics use (`_normalized`: SQuAD, so "in" does not match
+    inside "Berlin"; an all-article answer such as "The" kept), so a text that
+    exactly matches an answer always contains it."""
+    golds = [f" {g} " for g in (_normalized(a) for a in answers) if g]
+    return any(g in f" {_normalized(t)} " for t in texts for g in golds)
 
 
 # -- the papers' own metrics ---------------------------------------------------------------------

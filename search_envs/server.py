@@ -15,6 +15,11 @@ line, `id<TAB>title   text` as its KILT corpus is written, whose leading id its
 trainer strips. The default limits accept what these trainers send in one step
 (Search-R1's GRPO: 512 questions x 5 rollouts = 2,560 queries in one request).
 
+Slow or stuck clients cannot pile up: a client has `request_timeout_s` to send its
+request headers and its body (then 408, or the connection is closed), and at most
+`max_connections` connections are open at once (more are closed on arrival); each
+such event is one log line.
+
 Concurrent requests are merged: a batcher task collects queued requests (up to
 `max_batch_size` queries, waiting at most `max_wait_ms` after the first) and sends
 them to the engine as one `search` call per distinct topk, in a worker thread so the
@@ -35,8 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.requests import ClientDisconnect
 
 from search_envs.engines.base import SearchEngine
 from search_envs.types import Document
@@ -60,6 +66,20 @@ class ServerLimits:
     default_topk: int = 3
     max_batch_size: int = 256
     max_wait_ms: float = 0.0
+    request_timeout_s: float = 10.0
+    """Seconds a client has to send its request headers, and then its body."""
+    max_connections: int = 1000
+    """Open connections at once; more are closed as they arrive (bounds open files)."""
+
+    def __post_init__(self) -> None:
+        """Checked at start-up, so a bad setting fails `serve` instead of every request."""
+        for name in ("max_queries", "max_query_chars", "max_body_bytes", "max_topk", "max_batch_size", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 1 <= self.default_topk <= self.max_topk:
+            raise ValueError(f"the default topk must be between 1 and max_topk={self.max_topk}, got {self.default_topk}")
+        if self.max_wait_ms < 0 or self.request_timeout_s <= 0:
+            raise ValueError("max_wait_ms must be >= 0 and request_timeout_s > 0")
 
 
 class RetrieveRequest(BaseModel):
@@ -196,6 +216,53 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
+async def _read_body(request: Request, max_bytes: int) -> bytes | None:
+    """The request body, or None once it is over `max_bytes`."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_bytes:
+            return None
+    return bytes(body)
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "client"
+
+
+def guarded_protocol(limits: ServerLimits) -> type:
+    """uvicorn's h11 protocol, bounded: at most `max_connections` open connections (more
+    are closed on arrival) and `request_timeout_s` to send the first request's headers.
+    uvicorn itself waits forever for them; the body's deadline is the app's."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        _timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections:
+                logger.warning("%s: over %d open connections; closed it", self._who(), limits.max_connections)
+                transport.close()
+                return
+            self._timer = self.loop.call_later(limits.request_timeout_s, self._headers_too_slow)
+
+        def _who(self) -> str:
+            return "%s:%d" % self.client if self.client else "client"
+
+        def _headers_too_slow(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():
+                logger.warning("%s: no request within %gs; closed the connection", self._who(), limits.request_timeout_s)
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
+
+
 def create_app(engine: SearchEngine, api_key: str | None = None, limits: ServerLimits = ServerLimits()) -> FastAPI:
     """The FastAPI app serving `engine`. With `api_key`, /retrieve and /queries need
     `Authorization: Bearer <key>`."""
@@ -224,13 +291,19 @@ def create_app(engine: SearchEngine, api_key: str | None = None, limits: ServerL
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
             return _error(413, f"request body over {limits.max_body_bytes} bytes (the server's max_body_bytes)")
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limits.max_body_bytes:
-                return _error(413, f"request body over {limits.max_body_bytes} bytes (the server's max_body_bytes)")
         try:
-            req = model.model_validate_json(bytes(body))
+            body = await asyncio.wait_for(_read_body(request, limits.max_body_bytes), limits.request_timeout_s)
+        except asyncio.TimeoutError:
+            logger.warning("%s: request body not received within %gs; answered 408", _client(request), limits.request_timeout_s)
+            return _error(408, f"request body not received within {limits.request_timeout_s:g} seconds",
+                          {"Connection": "close"})
+        except ClientDisconnect:
+            logger.info("%s: client went away while sending its request", _client(request))
+            return Response(status_code=400)
+        if body is None:
+            return _error(413, f"request body over {limits.max_body_bytes} bytes (the server's max_body_bytes)")
+        try:
+            req = model.model_validate_json(body)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
@@ -297,7 +370,7 @@ def serve(
     import uvicorn
 
     uvicorn.run(create_app(engine, api_key, limits), host=host, port=port, log_level=log_level,
-                backlog=4096, timeout_keep_alive=30)
+                backlog=4096, timeout_keep_alive=30, http=guarded_protocol(limits))
 
 
 @contextlib.contextmanager
@@ -317,7 +390,8 @@ def running_server(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(engine, api_key, limits), log_level="warning", backlog=4096)
+    config = uvicorn.Config(create_app(engine, api_key, limits), log_level="warning", backlog=4096,
+                            http=guarded_protocol(limits))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="uvicorn")
     thread.start()

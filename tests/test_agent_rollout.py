@@ -8,7 +8,7 @@ import torch
 
 from search_envs.agents.config import TrainConfig
 from search_envs.agents.objectives import entropy_from_logits, token_logprobs
-from search_envs.agents.rollout import HFGenerator, StopOnStrings, collect_rollouts, encode_prompt, truncate_at_stop
+from search_envs.agents.rollout import HFRolloutGenerator, StopOnStrings, collect_rollouts, encode_prompt, truncate_at_stop
 from search_envs.agents.tiny import tiny_llama, torch_threads, word_tokenizer
 from search_envs.agents.train import actor_loss, pad_batch
 from search_envs.protocols import SearchR1Protocol
@@ -73,13 +73,13 @@ def test_generator_stops_each_sequence_at_its_stop_string():
     model = tiny_llama(len(tok), seed=3)
     contexts = [tok.encode("a b c", add_special_tokens=False), tok.encode("x y", add_special_tokens=False)]
     torch.manual_seed(0)  # sampling draws the same tokens with the same seed, stop criterion or not
-    free = HFGenerator(model, tok, (), temperature=1.0).generate(contexts, max_new_tokens=8)
+    free = HFRolloutGenerator(model, tok, (), temperature=1.0).generate(contexts, max_new_tokens=8)
     assert all(len(row) == 8 for row in free)
     # pick, for the first sequence, a word that first appears at its 3rd generated token
     words = [tok.decode([t]) for t in free[0]]
     k = next(i for i in range(2, 8) if words[i] not in words[:i] and words[i] not in ("<eos>", "<pad>"))
     torch.manual_seed(0)
-    stopped = HFGenerator(model, tok, (words[k],), temperature=1.0).generate(contexts, max_new_tokens=8)
+    stopped = HFRolloutGenerator(model, tok, (words[k],), temperature=1.0).generate(contexts, max_new_tokens=8)
     assert stopped[0] == free[0][: k + 1]
     other = [tok.decode([t]) for t in free[1]]
     expected = next((i + 1 for i, w in enumerate(other) if w == words[k]), 8)
@@ -90,8 +90,8 @@ def test_left_padding_does_not_change_generations():
     tok = word_tokenizer(["a b c d e f g h i j k l m n o p q r s t u v w x y z"])
     model = tiny_llama(len(tok), seed=5)
     contexts = [tok.encode("a b c d e f", add_special_tokens=False), tok.encode("x", add_special_tokens=False)]
-    together = HFGenerator(model, tok, (), temperature=0.0, batch_size=2).generate(contexts, max_new_tokens=6)
-    alone = HFGenerator(model, tok, (), temperature=0.0, batch_size=1).generate(contexts, max_new_tokens=6)
+    together = HFRolloutGenerator(model, tok, (), temperature=0.0, batch_size=2).generate(contexts, max_new_tokens=6)
+    alone = HFRolloutGenerator(model, tok, (), temperature=0.0, batch_size=1).generate(contexts, max_new_tokens=6)
     assert together == alone
 
 
@@ -129,7 +129,7 @@ def test_tiny_policy_multiturn_rollout_masks_and_gradients(wiki_vec):
     model = tiny_llama(len(tok), seed=1)
     tasks = list(wiki_vec.envs[0].tasks)[:2]
     ids = [t.id for t in tasks for _ in range(2)]
-    gen = HFGenerator(model, tok, SearchR1Protocol.stop_strings, temperature=1.0)
+    gen = HFRolloutGenerator(model, tok, SearchR1Protocol.stop_strings, temperature=1.0)
     trajs = collect_rollouts(gen, tok, wiki_vec, ids, [0, 0, 1, 1], use_chat_template=False, max_response_length=10)
     assert all(t.done for t in trajs)
     multi = [t for t in trajs if len(t.actions) > 1]
@@ -181,7 +181,7 @@ def test_smollm2_chat_rollout_lines_up_with_text(wiki_vec):
     model, tok = load_causal_lm(None, device="cpu")
     tasks = list(wiki_vec.envs[0].tasks)[2:4]
     ids = [t.id for t in tasks for _ in range(2)]
-    gen = HFGenerator(model, tok, SearchR1Protocol.stop_strings, temperature=1.0)
+    gen = HFRolloutGenerator(model, tok, SearchR1Protocol.stop_strings, temperature=1.0)
     torch.manual_seed(0)
     trajs = collect_rollouts(gen, tok, wiki_vec, ids, [0, 0, 1, 1], max_response_length=24, max_obs_length=10_000)
     protocol = wiki_vec.envs[0].protocol

@@ -170,3 +170,14 @@ def test_search_errors_come_in_one_way(engine):
     env.begin_step("<search> Hamlet </search>")
     obs, _, _, _, info = env.end_step([SearchFailure("provider said no")])  # answered, with an error
     assert info["search_errors"] == ["provider said no"] and info["num_searches"] == 1
+
+
+def test_engine_replaces_the_engine_of_ids_whose_factory_takes_none(engine):
+    """SimSearch's factory has no engine argument: `engine=` becomes the vector env's shared engine."""
+    vec = gym.make_vec("SearchEnvs/SimSearch-v0", 2, engine=engine, tasks=TASKS)
+    try:
+        vec.reset(seed=0)
+        obs, *_ = vec.step(["<search> Hamlet </search>"] * 2)
+        assert vec.engine is engine and all('(Title: "' in o for o in obs)
+    finally:
+        vec.close()

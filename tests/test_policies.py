@@ -116,7 +116,7 @@ def test_make_policy_names():
 
 
 def test_checkpoint_names_resolve_to_the_actor_folder(tmp_path):
-    from search_envs.policies.registry import _checkpoint_dir
+    from search_envs.policies.registry import checkpoint_dir as _checkpoint_dir
 
     step = tmp_path / "checkpoints" / "step_000010"
     (step / "actor").mkdir(parents=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from search_envs.protocols import PROTOCOLS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="play an episode interactively in the terminal")
     p.add_argument("--env", default="SearchEnvs/WikiBM25-v0", help="registered environment id")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tasks", default=None, help="task spec (default: the env's default tasks)")
-    p.add_argument("--protocol", default=None, help="search_r1 | r1_searcher | tool_call")
+    p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS), help="action format (default: the env's)")
     p.add_argument("--top-k", type=int, default=None)
     p.set_defaults(func=run)
 

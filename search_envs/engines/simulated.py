@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -243,6 +244,7 @@ class SimulatedEngine(SearchEngine):
         self.on_error = on_error
         self.max_words = max_words
         self.stats = {"generated": 0, "cache_hits": 0, "errors": 0, "dropped_leaking": 0}
+        self._announced = False  # the first generation says what it is doing (it can take a minute)
 
     # -- prompt and key ------------------------------------------------------------------
     def messages(self, query: str, context: QueryContext, k: int) -> list[Message]:
@@ -312,6 +314,11 @@ class SimulatedEngine(SearchEngine):
         if not todo:
             return {}
         keys = list(todo)
+        if not self._announced:
+            self._announced = True
+            print(f"SimSearch: the simulator LLM ({self.generator.name}) writes the results; its first search "
+                  "loads the model and generates, which can take a minute on CPU (later ones reuse it, "
+                  "and repeated queries come from the cache)", file=sys.stderr, flush=True)
         try:
             outputs = self.generator.complete(
                 [self.messages(q, c, k) for q, c in todo.values()],

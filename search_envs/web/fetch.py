@@ -70,11 +70,46 @@ def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: a site's own translator, so private
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, 6to4, Teredo server and client,
+    NAT64, IPv4-compatible): a packet to it may end up at them."""
+    out: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        out.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        out.append(ip.sixtofour)
+    if ip.teredo is not None:
+        out.extend(ip.teredo)
+    if ip in NAT64_WELL_KNOWN or (ip in IPV4_COMPATIBLE and int(ip) > 1):
+        out.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return out
+
+
 def address_refusal(address: str, policy: FetchPolicy) -> str | None:
-    """Why `policy` refuses to connect to `address`, or None if it may."""
+    """Why `policy` refuses to connect to `address`, or None if it may.
+
+    An IPv6 address that carries IPv4 addresses (6to4, Teredo, NAT64, mapped) is
+    judged by them: it is refused if any of them is."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL_USE:
+            return None if policy.allow_private else "a private address (a local NAT64 prefix)"
+        inner = embedded_ipv4(ip)
+        if inner:
+            for v4 in inner:
+                reason = _refusal(v4, policy)
+                if reason:
+                    return f"{reason} ({v4} inside {ip})" if ip.ipv4_mapped is None else reason
+            return None
+    return _refusal(ip, policy)
+
+
+def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: FetchPolicy) -> str | None:
     if ip.is_loopback:
         return None if policy.allow_loopback else "a loopback address"
     if ip.is_unspecified:

@@ -1,0 +1,66 @@
+"""What a newcomer reads: --help, error advice, manifests, the first slow search."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from search_envs.cli import build_parser
+from search_envs.index import BrokenIndexError, build_index, cached_index_dir, load_index, read_manifest
+from search_envs.protocols import PROTOCOLS
+
+
+def test_help_describes_the_tool_not_its_code():
+    text = build_parser().format_help()
+    assert "subcommand lives in" not in text and "register(" not in text
+    assert "search agents" in text
+
+
+def test_play_protocol_help_lists_every_protocol(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["play", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in PROTOCOLS) and "search_r1_browse" in out
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "title": f"T{i}", "text": f"text {i} about lakes"}) + "\n"
+                            for i in range(12)), encoding="utf-8")
+    return path
+
+
+def test_manifest_stores_the_corpus_as_an_absolute_path(corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = build_index("corpus.jsonl", "bm25", "idx", show_progress=False)
+    assert read_manifest(out)["corpus"] == str(corpus.resolve())
+
+
+def test_broken_index_advice_fits_where_the_index_is(corpus, tmp_path, tmp_cache):
+    own = build_index(corpus, "bm25", tmp_path / "mine", show_progress=False)
+    (own / "manifest.json").unlink()
+    with pytest.raises(BrokenIndexError) as mine:
+        load_index(own)
+    assert "search-envs index build" in str(mine.value) and "rebuilt on first use" not in str(mine.value)
+
+    cached = cached_index_dir("bm25", corpus)
+    shutil.copytree(tmp_path / "mine", cached)
+    with pytest.raises(BrokenIndexError) as theirs:
+        load_index(cached)
+    assert f"delete {cached.resolve()}" in str(theirs.value) and "rebuilt on first use" in str(theirs.value)
+
+
+def test_the_first_simulated_search_says_what_it_is_loading(tmp_path, capsys):
+    from search_envs.engines.simulated import SimulatedEngine
+    from search_envs.generation import TransformersGenerator
+    from search_envs.types import QueryContext
+
+    engine = SimulatedEngine(TransformersGenerator(tmp_path / "no-such-model"), cache=False)
+    [first] = engine.search(["capital of France"], 3, [QueryContext(question="q", answers=("Paris",))])
+    err = capsys.readouterr().err
+    assert "loads the model" in err and "no-such-model" in err
+    engine.search(["capital of Spain"], 3, [QueryContext(question="q", answers=("Madrid",))])
+    assert "loads the model" not in capsys.readouterr().err  # said once
