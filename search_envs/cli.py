@@ -21,6 +21,7 @@ COMMANDS = [
     "search_envs.commands.train",
     "search_envs.commands.data",
     "search_envs.commands.tasks",
+    "search_envs.commands.collect",
 ]
 
 
