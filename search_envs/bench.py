@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from search_envs.data import shared_data_dir
+from search_envs.datasets import FLASHRAG_DEFAULT_SPLITS
 from search_envs.policies.base import EpisodeRecord, Policy, clone_search_env, run_episodes, summarize
 from search_envs.rewards import answer_in_texts
 
@@ -65,6 +66,31 @@ SUITES: dict[str, dict[str, Any]] = {
             name: {"tasks": f"{DR_PARQUET}#{source}", "fallback": f"flashrag:{config}", "n": 125}
             for name, (source, config) in SEARCH_R1_DATASETS.items()
         },
+    },
+}
+
+HUB = "{hub}"
+"""In a suite's specs: the folder `search-envs data get` fills (`search_envs.hub.data_dir()`)."""
+SEARCH_R1_METRIC = "search_r1_em"
+"""Search-R1's exact-match score, as its `qa_em.py` computes it; the reward the searchr1 suite
+asks for. Until `search_envs.rewards.REWARD_PRESETS` has it, the suite reports it as missing."""
+
+SUITES["searchr1"] = {
+    "name": "searchr1",
+    "description": "Search-R1's evaluation setting: wiki-18 (21,015,324 passages), e5-base-v2 + faiss Flat, "
+                   "top-3, the seven full test sets (test or dev split as Search-R1), Search-R1's EM",
+    "env": "SearchEnvs/WikiDense-v0",
+    "env_kwargs": {"index_dir": f"{HUB}/indexes/wiki-18-e5", "top_k": 3, "max_turns": 4},
+    "metric": SEARCH_R1_METRIC,
+    "recall_engines": ["dense"],
+    "requires": {
+        "data": ["wiki-18", "wiki-18-e5-flat", *(config for _, config in SEARCH_R1_DATASETS.values())],
+        "index": f"{HUB}/indexes/wiki-18-e5",
+        "encoder": "intfloat/e5-base-v2",
+    },
+    "datasets": {  # where `search-envs data get` puts each test set (full sets: no n)
+        name: {"tasks": f"{HUB}/{config}/{config}/{FLASHRAG_DEFAULT_SPLITS[config]}.jsonl"}
+        for name, (_, config) in SEARCH_R1_DATASETS.items()
     },
 }
 
@@ -117,7 +143,7 @@ def resolve_tasks(entry: dict[str, Any], n: int | None = None):
     from search_envs.datasets import load_tasks
 
     limit = n or entry.get("n")
-    spec = str(entry["tasks"])
+    spec = fill_hub(str(entry["tasks"]))
     if "{data}" in spec:
         root = shared_data_dir()
         path = spec.replace("{data}", str(root)) if root else None
@@ -127,6 +153,53 @@ def resolve_tasks(entry: dict[str, Any], n: int | None = None):
             raise FileNotFoundError(f"{spec} needs SEARCH_ENVS_DATA (the shared data folder) or a 'fallback' spec")
         return load_tasks(entry["fallback"], limit=limit)
     return load_tasks(spec, limit=limit)
+
+
+def fill_hub(value: Any) -> Any:
+    """A spec string with "{hub}" replaced by the `search-envs data get` folder."""
+    if isinstance(value, str) and HUB in value:
+        from search_envs.hub import data_dir
+
+        return value.replace(HUB, str(data_dir()))
+    return value
+
+
+def missing_requirements(suite: dict[str, Any]) -> list[str]:
+    """What a suite's `requires` table needs that is not here, each with the command that
+    gets it; [] when it can run. Checks data items, the index, the encoder and the metric."""
+    from search_envs.hub import ITEMS, status
+    from search_envs.rewards import REWARD_PRESETS
+
+    needs = suite.get("requires", {})
+    missing = []
+    for name in needs.get("data", []):
+        state = status(ITEMS[name])
+        if state != "present":
+            missing.append(f"data {name} ({state}): `search-envs data get {name}` ({ITEMS[name].description})")
+    if "index" in needs:
+        from search_envs.index import BrokenIndexError, check_index
+
+        try:
+            check_index(fill_hub(needs["index"]))
+        except BrokenIndexError as exc:
+            missing.append(f"index {fill_hub(needs['index'])}: `search-envs index import --from-data` ({exc.args[0][:160]})")
+    if "encoder" in needs and not _model_available(needs["encoder"]):
+        missing.append(f"encoder {needs['encoder']}: not in the Hugging Face cache; sentence-transformers downloads it "
+                       f"on first use (needs the hub once, or HF_HUB_OFFLINE unset)")
+    metric = suite.get("metric")
+    if metric is not None and metric not in REWARD_PRESETS:
+        missing.append(f"metric {metric}: not among this version's rewards ({', '.join(sorted(REWARD_PRESETS))})")
+    return missing
+
+
+def _model_available(name: str) -> bool:
+    if Path(name).expanduser().is_dir():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
 
 
 # -- resumable records -------------------------------------------------------------------
@@ -209,9 +282,15 @@ def run_suite(
     import search_envs  # noqa: F401  (registers the ids)
 
     suite = load_suite(suite)
+    missing = missing_requirements(suite) if "requires" in suite else []
+    if missing:
+        raise FileNotFoundError(f"suite {suite['name']!r} cannot run here; missing:\n  - " + "\n  - ".join(missing))
+    env_kwargs = {key: fill_hub(value) for key, value in suite["env_kwargs"].items()}
+    if suite.get("metric"):
+        env_kwargs.setdefault("reward", suite["metric"])  # the suite's metric is the episode reward
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    env = gym.make(suite["env"], **suite["env_kwargs"])
+    env = gym.make(suite["env"], **env_kwargs)
     base = env.unwrapped
     tasks_by_dataset = {name: resolve_tasks(entry, n) for name, entry in suite["datasets"].items()}
 
@@ -222,7 +301,8 @@ def run_suite(
         engine = base.engine if kind == getattr(base.engine, "name", None) else open_engine(kind)
         recall[kind] = {name: answer_recall(ts, engine, base.top_k) for name, ts in tasks_by_dataset.items()}
 
-    results: dict[str, Any] = {"suite": suite["name"], "env": suite["env"], "env_kwargs": suite["env_kwargs"],
+    results: dict[str, Any] = {"suite": suite["name"], "env": suite["env"], "env_kwargs": env_kwargs,
+                               "metric": suite.get("metric"),
                                "top_k": base.top_k, "recall": recall, "policies": {}}
     for pname, policy in policies.items():
         path = out / f"{policy_slug(pname)}.jsonl"
@@ -251,8 +331,14 @@ def run_suite(
             wanted = {t.id for t in tasks}
             latest = {r["id"]: r for r in done if r.get("dataset") == dname and r["id"] in wanted}
             rows[dname] = summarize(list(latest.values()))
+            if suite.get("metric") and latest:  # the suite's named metric: the mean episode reward
+                rows[dname][suite["metric"]] = sum(float(r["reward"]) for r in latest.values()) / len(latest)
         if len(rows) > 1:
             rows["average"] = _average(rows.values())
+            metric = suite.get("metric")
+            scored = [r[metric] for r in rows.values() if metric and metric in r]
+            if scored:
+                rows["average"][metric] = sum(scored) / len(scored)
         results["policies"][pname] = rows
     write_results(results, out)
     env.close()
@@ -274,12 +360,13 @@ def results_table(results: dict[str, Any]) -> str:
     """The Markdown table: one row per (policy, dataset), recall columns at the end."""
     engines = list(results.get("recall", {}))
     k = results.get("top_k", "k")
-    header = ["policy", "dataset"] + [title for _, title, _ in COLUMNS] + [f"{e} recall@{k}" for e in engines]
+    columns = COLUMNS + ([(results["metric"], results["metric"], "{:.3f}")] if results.get("metric") else [])
+    header = ["policy", "dataset"] + [title for _, title, _ in columns] + [f"{e} recall@{k}" for e in engines]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for pname, rows in results["policies"].items():
         for dname, row in rows.items():
             cells = [pname, dname]
-            for key, _, fmt in COLUMNS:
+            for key, _, fmt in columns:
                 cells.append(fmt.format(int(row[key]) if key == "n" else row[key]) if key in row else "-")
             for e in engines:
                 values = results["recall"][e]

@@ -14,10 +14,9 @@ import pytest
 
 from search_envs.cli import main
 from search_envs.engines import load_index
-from search_envs.engines.dense import load_encoder
 from search_envs.index import BrokenIndexError
 from search_envs.index_import import import_faiss_index
-from tests.searchr1_layout import MINILM, encode_passages, first_passages, write_layout
+from tests.searchr1_layout import MINILM, write_layout
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +25,11 @@ QUERIES = ["who was the 16th president of the united states", "author of the wea
 
 
 @pytest.fixture(scope="module")
-def searchr1_layout(tmp_path_factory):
+def searchr1_layout(tmp_path_factory, minilm_passages):
     """A Search-R1-style corpus jsonl and `minilm_Flat.index` (passage prefix: none for MiniLM)."""
     root = tmp_path_factory.mktemp("searchr1")
-    passages = first_passages(240)
-    encoder = load_encoder(MINILM)
-    corpus, index_file = write_layout(root, passages, encode_passages(encoder, passages))
+    encoder, passages, vectors = minilm_passages
+    corpus, index_file = write_layout(root, passages, vectors)
     return root, corpus, index_file, encoder, faiss.read_index(str(index_file)), passages
 
 

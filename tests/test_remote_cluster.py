@@ -19,12 +19,11 @@ import pytest
 
 from search_envs.engines import load_index
 from search_envs.engines.base import SearchFailure
-from search_envs.engines.dense import load_encoder
 from search_envs.engines.remote import RemoteEngine, merge_ranked
 from search_envs.index_import import import_faiss_index
 from search_envs.server import running_server
 from search_envs.types import Document
-from tests.searchr1_layout import MINILM, encode_passages, first_passages, write_layout
+from tests.searchr1_layout import MINILM, write_layout
 
 QUERIES = ["Who wrote Hamlet?", "capital of France", "photosynthesis in plants", "Mount Everest height",
            "theory of relativity", "the French Revolution", "largest ocean on Earth", "Roman Empire fall",
@@ -145,14 +144,13 @@ def test_replicas_spread_load_fail_over_and_come_back(bm25_engine):
 
 
 @pytest.mark.slow
-def test_merged_dense_shards_rank_exactly_as_one_index(tmp_path):
+def test_merged_dense_shards_rank_exactly_as_one_index(tmp_path, minilm_passages):
     """Dense Flat shards over two halves of a corpus (real MiniLM vectors), each served over
     HTTP: merged top-10 equals the top-10 of one index over the whole corpus (ids, order,
     scores). The shard servers run in this process (`running_server`, the app `serve` runs)
     so the encoder is loaded once; killing real `serve` processes is the replica test's job."""
-    encoder = load_encoder(MINILM)
-    passages = first_passages(160)
-    vectors = encode_passages(encoder, passages)
+    encoder, passages, vectors = minilm_passages
+    passages, vectors = passages[:160], vectors[:160]
     corpus, index = write_layout(tmp_path / "whole", passages, vectors)
     one = load_index(import_faiss_index(index, corpus, tmp_path / "whole-idx", model=MINILM, progress=False),
                      encoder=encoder)
