@@ -182,7 +182,8 @@ def missing_requirements(suite: dict[str, Any]) -> list[str]:
         try:
             check_index(fill_hub(needs["index"]))
         except BrokenIndexError as exc:
-            missing.append(f"index {fill_hub(needs['index'])}: `search-envs index import --from-data` ({exc.args[0][:160]})")
+            problem = str(exc).split(". Rebuild it")[0].removeprefix(f"{fill_hub(needs['index'])}: ")
+            missing.append(f"index {fill_hub(needs['index'])} ({problem}): `search-envs index import --from-data`")
     if "encoder" in needs and not _model_available(needs["encoder"]):
         missing.append(f"encoder {needs['encoder']}: not in the Hugging Face cache; sentence-transformers downloads it "
                        f"on first use (needs the hub once, or HF_HUB_OFFLINE unset)")
