@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from search_envs.data import shared_data_dir
+from search_envs.datasets import FLASHRAG_DEFAULT_SPLITS
 from search_envs.policies.base import EpisodeRecord, Policy, run_episodes, summarize
 from search_envs.rewards import METRICS, PAPER_METRICS, answer_in_texts, search_r1_extract_solution
 
@@ -98,6 +99,28 @@ SUITES: dict[str, dict[str, Any]] = {
             for name, suffix, config in [("hotpotqa", "_500", "hotpotqa"), ("2wiki", "_500", "2wikimultihopqa"),
                                          ("musique", "_500", "musique"), ("bamboogle", "", "bamboogle")]
         },
+    },
+}
+
+HUB = "{hub}"
+"""In a suite's specs: the folder `search-envs data get` fills (`search_envs.hub.data_dir()`)."""
+
+SUITES["searchr1"] = {
+    "name": "searchr1",
+    "description": "Search-R1's evaluation setting: wiki-18 (21,015,324 passages), e5-base-v2 + faiss Flat, "
+                   "top-3, the seven full test sets (test or dev split as Search-R1), Search-R1's EM",
+    "env": "SearchEnvs/WikiDense-v0",
+    "env_kwargs": {"index_dir": f"{HUB}/indexes/wiki-18-e5", "top_k": 3, "max_turns": 4, "reward": "search_r1"},
+    "paper": "search_r1",
+    "recall_engines": ["dense"],
+    "requires": {
+        "data": ["wiki-18", "wiki-18-e5-flat", *(config for _, config in SEARCH_R1_DATASETS.values())],
+        "index": f"{HUB}/indexes/wiki-18-e5",
+        "encoder": "intfloat/e5-base-v2",
+    },
+    "datasets": {  # where `search-envs data get` puts each test set (full sets: no n)
+        name: {"tasks": f"{HUB}/{config}/{config}/{FLASHRAG_DEFAULT_SPLITS[config]}.jsonl"}
+        for name, (_, config) in SEARCH_R1_DATASETS.items()
     },
 }
 
@@ -170,7 +193,7 @@ def resolve_tasks(entry: dict[str, Any], n: int | None = None):
     from search_envs.datasets import load_tasks
 
     limit = n or entry.get("n")
-    spec = str(entry["tasks"])
+    spec = fill_hub(str(entry["tasks"]))
     if "{data}" in spec:
         root = shared_data_dir()
         path = spec.replace("{data}", str(root)) if root else None
@@ -180,6 +203,50 @@ def resolve_tasks(entry: dict[str, Any], n: int | None = None):
             raise FileNotFoundError(f"{spec} needs SEARCH_ENVS_DATA (the shared data folder) or a 'fallback' spec")
         return load_tasks(entry["fallback"], limit=limit)
     return load_tasks(spec, limit=limit)
+
+
+def fill_hub(value: Any) -> Any:
+    """A spec string with "{hub}" replaced by the `search-envs data get` folder."""
+    if isinstance(value, str) and HUB in value:
+        from search_envs.hub import data_dir
+
+        return value.replace(HUB, str(data_dir()))
+    return value
+
+
+def missing_requirements(suite: dict[str, Any]) -> list[str]:
+    """What a suite's `requires` table needs that is not here, each with the command that
+    gets it; [] when it can run. Checks data items, the index and the encoder."""
+    from search_envs.hub import ITEMS, status
+
+    needs = suite.get("requires", {})
+    missing = []
+    for name in needs.get("data", []):
+        state = status(ITEMS[name])
+        if state != "present":
+            missing.append(f"data {name} ({state}): `search-envs data get {name}` ({ITEMS[name].description})")
+    if "index" in needs:
+        from search_envs.index import BrokenIndexError, check_index
+
+        try:
+            check_index(fill_hub(needs["index"]))
+        except BrokenIndexError as exc:
+            problem = str(exc).split(". Rebuild it")[0].removeprefix(f"{fill_hub(needs['index'])}: ")
+            missing.append(f"index {fill_hub(needs['index'])} ({problem}): `search-envs index import --from-data`")
+    if "encoder" in needs and not _model_available(needs["encoder"]):
+        missing.append(f"encoder {needs['encoder']}: not in the Hugging Face cache; sentence-transformers downloads it "
+                       f"on first use (needs the hub once, or HF_HUB_OFFLINE unset)")
+    return missing
+
+
+def _model_available(name: str) -> bool:
+    if Path(name).expanduser().is_dir():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
 
 
 # -- resumable records -------------------------------------------------------------------
@@ -262,9 +329,13 @@ def run_suite(
     import search_envs  # noqa: F401  (registers the ids)
 
     suite = load_suite(suite)
+    missing = missing_requirements(suite) if "requires" in suite else []
+    if missing:
+        raise FileNotFoundError(f"suite {suite['name']!r} cannot run here; missing:\n  - " + "\n  - ".join(missing))
+    env_kwargs = {key: fill_hub(value) for key, value in suite["env_kwargs"].items()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    env = gym.make(suite["env"], **suite["env_kwargs"])
+    env = gym.make(suite["env"], **env_kwargs)
     base = env.unwrapped
     tasks_by_dataset = {name: resolve_tasks(entry, n) for name, entry in suite["datasets"].items()}
 
@@ -275,7 +346,7 @@ def run_suite(
         engine = base.engine if kind == getattr(base.engine, "name", None) else open_engine(kind)
         recall[kind] = {name: answer_recall(ts, engine, base.top_k) for name, ts in tasks_by_dataset.items()}
 
-    results: dict[str, Any] = {"suite": suite["name"], "env": suite["env"], "env_kwargs": suite["env_kwargs"],
+    results: dict[str, Any] = {"suite": suite["name"], "env": suite["env"], "env_kwargs": env_kwargs,
                                "top_k": base.top_k, "paper": suite["paper"], "recall": recall, "policies": {}}
     for pname, policy in policies.items():
         path = out / f"{policy_slug(pname)}.jsonl"

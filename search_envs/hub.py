@@ -80,6 +80,14 @@ def data_dir() -> Path:
     return Path(root).expanduser() if root else cache_dir() / "data"
 
 
+SEARCHR1_INDEX = "indexes/wiki-18-e5"
+"""Where `search-envs index import --from-data` puts the imported e5 index, under `data_dir()`."""
+
+
+def searchr1_index_dir(root: str | Path | None = None) -> Path:
+    return Path(root or data_dir()) / SEARCHR1_INDEX
+
+
 def expand(names: list[str]) -> list[DataItem]:
     """Items for names and group names, in order, without repeats; unknown names raise."""
     out: list[DataItem] = []

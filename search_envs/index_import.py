@@ -90,7 +90,10 @@ def import_faiss_index(
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass overwrite=True / --force to replace it)")
     # Only the header is needed; IO_FLAG_SKIP_STORAGE would not apply to Flat, so mmap it instead.
-    index = faiss.read_index(str(index_file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    try:
+        index = faiss.read_index(str(index_file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError as exc:
+        raise ValueError(f"{index_file} is not a faiss index faiss {faiss.__version__} can read ({str(exc)[-120:]})") from None
     ntotal, dim, metric = int(index.ntotal), int(index.d), int(index.metric_type)
     kind = type(faiss.downcast_index(index)).__name__
     del index

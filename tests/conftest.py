@@ -35,3 +35,16 @@ def tmp_cache(tmp_path, monkeypatch) -> Path:
     """An empty cache directory for tests that must not reuse built indexes."""
     monkeypatch.setenv("SEARCH_ENVS_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def minilm_passages():
+    """(encoder, passages, vectors): the real MiniLM and its normalised vectors of the first
+    240 passages of the embedded corpus, encoded once for every test that lays out a
+    Search-R1-style faiss index (tests/searchr1_layout.py)."""
+    from search_envs.engines.dense import load_encoder
+    from tests.searchr1_layout import MINILM, encode_passages, first_passages
+
+    encoder = load_encoder(MINILM)
+    passages = first_passages(240)
+    return encoder, passages, encode_passages(encoder, passages)

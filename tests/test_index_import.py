@@ -13,33 +13,24 @@ import numpy as np
 import pytest
 
 from search_envs.cli import main
-from search_envs.corpus import iter_passages, resolve_corpus
 from search_envs.engines import load_index
-from search_envs.engines.dense import load_encoder
 from search_envs.index import BrokenIndexError
 from search_envs.index_import import import_faiss_index
+from tests.searchr1_layout import MINILM, write_layout
 
 pytestmark = pytest.mark.slow
 
 QUERIES = ["who was the 16th president of the united states", "author of the wealth of nations",
            "greek hero of the trojan war", "first computer programmer", "capital of ethiopia"]
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @pytest.fixture(scope="module")
-def searchr1_layout(tmp_path_factory):
+def searchr1_layout(tmp_path_factory, minilm_passages):
     """A Search-R1-style corpus jsonl and `minilm_Flat.index` (passage prefix: none for MiniLM)."""
     root = tmp_path_factory.mktemp("searchr1")
-    passages = [p for _, p in zip(range(240), iter_passages(resolve_corpus(None)))]
-    contents = [f'"{p.title}"\n{p.text}' for p in passages]
-    corpus = root / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": str(i), "contents": c}) + "\n" for i, c in enumerate(contents)))
-    encoder = load_encoder(MINILM)
-    emb = encoder.encode(contents, batch_size=64, normalize_embeddings=True).astype(np.float32)
-    index = faiss.index_factory(emb.shape[1], "Flat", faiss.METRIC_INNER_PRODUCT)
-    index.add(emb)
-    faiss.write_index(index, str(root / "minilm_Flat.index"))
-    return root, corpus, root / "minilm_Flat.index", encoder, index, passages
+    encoder, passages, vectors = minilm_passages
+    corpus, index_file = write_layout(root, passages, vectors)
+    return root, corpus, index_file, encoder, faiss.read_index(str(index_file)), passages
 
 
 def expected(encoder, index, queries, prefix=""):
@@ -98,6 +89,8 @@ def test_cli_import_info_and_broken_inputs(searchr1_layout, tmp_path, capsys):
         import_faiss_index(index_file, longer, tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
     assert main(["index", "import", "--corpus", str(corpus), "--out", str(tmp_path / "x")]) == 2
+    with pytest.raises(ValueError, match="is not a faiss index"):
+        import_faiss_index(corpus, corpus, tmp_path / "swapped", progress=False)
 
     moved = tmp_path / "moved.jsonl"  # the corpus changes after the import: loading says so
     moved.write_text(corpus.read_text())

@@ -56,4 +56,9 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"  {item.name:<17} {hub.status(item, root):<8} {size:>8}  {item.description}  [{item.repo_id}]")
     for name, members in hub.GROUPS.items():
         print(f"  {name:<17} group: {', '.join(members)}")
+    if args.dir is None:  # suites look in the default folder
+        from search_envs.bench import load_suite, missing_requirements
+
+        missing = missing_requirements(load_suite("searchr1"))
+        print("suite searchr1: " + ("ready" if not missing else "missing:\n    " + "\n    ".join(missing)))
     return 0

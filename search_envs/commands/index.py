@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--corpus", default=None, help="the corpus jsonl whose line i is the index's row i")
     m.add_argument("--from-data", action="store_true",
                    help="use wiki-18 and wiki-18-e5-flat as `search-envs data get` left them")
-    m.add_argument("--out", required=True, help="index directory to create")
+    m.add_argument("--out", default=None,
+                   help="index directory to create (default with --from-data: where the searchr1 suite looks)")
     m.add_argument("--model", default=None, help="the encoder the index was built with (default intfloat/e5-base-v2)")
     m.add_argument("--query-prefix", default=None, help='default by model family ("query: " for e5)')
     m.add_argument("--passage-prefix", default=None)
@@ -92,10 +93,13 @@ def run_import(args: argparse.Namespace) -> int:
     if args.from_data:
         from search_envs.hub import item_path
 
+        from search_envs.hub import searchr1_index_dir
+
         index_file = index_file or item_path("wiki-18-e5-flat")
         corpus = corpus or item_path("wiki-18")
-    if index_file is None or corpus is None:
-        print("search-envs: error: give --faiss-index and --corpus (or --from-data)", file=sys.stderr)
+        args.out = args.out or searchr1_index_dir()
+    if index_file is None or corpus is None or args.out is None:
+        print("search-envs: error: give --faiss-index, --corpus and --out (or --from-data)", file=sys.stderr)
         return 2
     try:
         out = import_faiss_index(index_file, corpus, args.out, model=args.model or SEARCH_R1_MODEL,
