@@ -178,7 +178,7 @@ def build_index(
 ) -> Path:
     """Build a `kind` index of `corpus` (a path, "embedded" or None) into `out`.
 
-    params go to the engine: bm25 (k1, b, method), dense (model, faiss, hnsw_m,
+    params go to the engine: bm25 (scheme, k1, b, workers, memory_mb), dense (model, faiss, hnsw_m,
     ef_search, ef_construction, nlist, pq_m, nprobe, query_prefix,
     passage_prefix, batch_size, device), and `passage_words` (chunk size).
     """

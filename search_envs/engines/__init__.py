@@ -78,7 +78,11 @@ def cached_index_dir(kind: str, corpus: str | Path | None = None, **build_params
 
     name = f"{kind}-{file_sha256(resolve_corpus(corpus))[:12]}"
     build_params = {k: v for k, v in build_params.items() if k not in ("show_progress", "overwrite")}
-    if kind != "bm25":
+    if kind == "bm25":  # the scheme names the format too: an older index is never picked up
+        from search_envs.engines.bm25 import DEFAULT_SCHEME
+
+        name += "-" + str(build_params.pop("scheme", DEFAULT_SCHEME))
+    else:
         model = build_params.pop("model", DEFAULT_MODEL)
         name += "-" + re.sub(r"[^A-Za-z0-9._-]+", "_", str(model).rstrip("/").split("/")[-1])
     if build_params:
@@ -132,7 +136,7 @@ def open_engine(
         return HybridEngine.from_dirs(bm25_dir, dense_dir, **search_params)
     if index_dir is None and kind == "hybrid":
         # Fuse the cached BM25 and dense indexes: nothing is encoded twice.
-        bm25_params = {k: v for k, v in build_params.items() if k in ("k1", "b", "method")}
+        bm25_params = {k: v for k, v in build_params.items() if k in ("k1", "b", "scheme", "workers", "memory_mb")}
         dense_params = {k: v for k, v in build_params.items() if k not in bm25_params}
         return HybridEngine.from_dirs(
             _cached_build("bm25", corpus, bm25_params, search_params),
