@@ -218,18 +218,25 @@ def build_index(
     return out
 
 
-def load_index(directory: str | Path, corpus: str | Path | None = None, kind: str | None = None, **params: Any):
+def load_index(
+    directory: str | Path, corpus: str | Path | None = None, kind: str | None = None, verify: bool | None = None, **params: Any
+):
     """Open a built index as a SearchEngine, after validating it.
 
-    params override search-time settings (dense: ef_search, nprobe, batch_size,
-    device; hybrid: rrf_k, fetch_k).
+    `verify` checks every file's sha256 against the manifest, so a file corrupted at
+    the same size is refused, naming it (default: on, unless the environment sets
+    SEARCH_ENVS_VERIFY=0, for multi-GB indexes that are slow to hash; sizes are
+    always checked). params override search-time settings (dense: ef_search,
+    nprobe, batch_size, device; hybrid: rrf_k, fetch_k).
     """
     from search_envs.engines.bm25 import BM25Engine
     from search_envs.engines.dense import DenseEngine
     from search_envs.engines.hybrid import HybridEngine
 
     directory = Path(directory)
-    manifest = check_index(directory, kind=kind, corpus=corpus)
+    if verify is None:
+        verify = os.environ.get("SEARCH_ENVS_VERIFY", "1") != "0"
+    manifest = check_index(directory, kind=kind, corpus=corpus, deep=verify)
     if manifest["kind"] == "hybrid":
         return HybridEngine.from_dirs(directory / "bm25", directory / "dense", **params)
     engine = BM25Engine if manifest["kind"] == "bm25" else DenseEngine

@@ -241,3 +241,23 @@ def test_old_bm25_index_is_refused_with_a_clear_error(tmp_path, small_corpus_pat
 def test_unknown_scheme_is_refused(tmp_path, small_corpus_path):
     with pytest.raises(ValueError, match="unknown BM25 scheme"):
         build_index(small_corpus_path, "bm25", tmp_path / "idx", scheme="okapi", show_progress=False)
+
+
+@pytest.mark.parametrize("name", ["bm25/data.npy", "bm25/indices.npy", "bm25/tie_rank.npy", "passages.zst", "offsets.npy"])
+def test_same_size_corruption_is_refused_naming_the_file(tmp_path, small_corpus_path, name, monkeypatch):
+    out = build_index(small_corpus_path, "bm25", tmp_path / "idx", show_progress=False)
+    path = out / name
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8] = bytes(x ^ 0xFF for x in data[middle : middle + 8])
+    path.write_bytes(bytes(data))
+    with pytest.raises(BrokenIndexError, match=f"{name}: sha256 differs"):
+        load_index(out)
+    monkeypatch.setenv("SEARCH_ENVS_VERIFY", "0")  # the documented skip for multi-GB indexes
+    if name == "passages.zst":  # still no silent garbage: the frame checksum names the file
+        from search_envs.store import CorruptStoreError
+
+        engine = load_index(out)
+        with pytest.raises(CorruptStoreError, match="passages.zst"):
+            engine.store.get_many(range(len(engine.store)))
+        engine.close()
