@@ -125,8 +125,7 @@ class BM25Engine(StoreEngine):
         q = self.query_matrix(queries)  # tokenizing is Python: done once, before the threads
 
         def run(rows: range) -> None:
-            scores = (q[rows.start : rows.stop] @ self.matrix).tocsr()
-            scores.sort_indices()
+            scores = (q[rows.start : rows.stop] @ self.matrix).tocsr()  # rows unsorted: ties are settled below
             for i in range(len(rows)):
                 lo, hi = scores.indptr[i], scores.indptr[i + 1]
                 data, docs = scores.data[lo:hi], scores.indices[lo:hi]
