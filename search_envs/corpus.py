@@ -9,38 +9,31 @@ Supported jsonl records (detected per line, so mixed files work):
 Texts longer than a passage are split into ~`words`-word chunks; a passage id is the
 record id when the record is one passage, `<id>-<chunk>` otherwise.
 
-The store keeps passage text on disk (`passages.jsonl` plus int64 byte offsets in
-`offsets.npy`, memory-mapped), so a server never holds the corpus as Python objects.
+The passage store (`search_envs.store`, re-exported here) keeps passage text on disk,
+compressed, so a server never holds the corpus as Python objects.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from search_envs.data import Article, cache_dir, embedded_articles
-from search_envs.types import Document
+from search_envs.store import STORE_OFFSETS, STORE_TEXT, Passage, PassageStore, write_store
+
+__all__ = ["Passage", "PassageStore", "write_store", "STORE_OFFSETS", "STORE_TEXT", "iter_passages", "parse_record"]
 
 PASSAGE_WORDS = 100
-STORE_TEXT = "passages.jsonl"
-STORE_OFFSETS = "offsets.npy"
 EMBEDDED_NAME = "embedded"
 EMBEDDED_FILE = "embedded_wiki_leads.jsonl"
-
-
-class Passage(NamedTuple):
-    id: str
-    title: str
-    text: str
 
 
 class CorpusFormatError(ValueError):
@@ -196,72 +189,3 @@ def resolve_corpus(corpus: str | Path | None) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"corpus file not found: {path}")
     return path
-
-
-def write_store(passages: Iterable[Passage], directory: str | Path) -> int:
-    """Write passages into `directory` as a store; returns the passage count."""
-    directory = Path(directory)
-    offsets = [0]
-    with open(directory / STORE_TEXT, "wb") as f:
-        for p in passages:
-            f.write(json.dumps([p.id, p.title, p.text], ensure_ascii=False).encode("utf-8") + b"\n")
-            offsets.append(f.tell())
-    np.save(directory / STORE_OFFSETS, np.asarray(offsets, dtype=np.int64))
-    return len(offsets) - 1
-
-
-class PassageStore:
-    """Read-only passages by row number, straight from the memory-mapped files."""
-
-    def __init__(self, directory: str | Path):
-        directory = Path(directory)
-        self.offsets = np.load(directory / STORE_OFFSETS, mmap_mode="r")
-        if self.offsets.ndim != 1 or len(self.offsets) == 0 or self.offsets[0] != 0:
-            raise ValueError(f"{directory / STORE_OFFSETS}: not a passage offset array")
-        self._file = open(directory / STORE_TEXT, "rb")
-        size = os.fstat(self._file.fileno()).st_size
-        if int(self.offsets[-1]) != size:
-            self._file.close()
-            raise ValueError(
-                f"{directory / STORE_TEXT}: {size} bytes but the offsets end at {int(self.offsets[-1])} (truncated or replaced)"
-            )
-        self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> Passage:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"passage {i} out of range (store has {len(self)})")
-        i %= len(self)
-        return Passage(*json.loads(self._mm[int(self.offsets[i]) : int(self.offsets[i + 1])]))
-
-    def get_many(self, rows: Sequence[int]) -> list[Passage]:
-        return [Passage(*fields) for fields in self._fields(rows)]
-
-    def documents(self, rows: Sequence[int], scores: Sequence[float]) -> list[Document]:
-        """Rows with their scores as Documents (the engines' common last step)."""
-        scores = np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
-        return [Document(i, title, text, s) for (i, title, text), s in zip(self._fields(rows), scores)]
-
-    def _fields(self, rows: Sequence[int]) -> list[list[str]]:
-        """[id, title, text] of many rows with one JSON decode (the hot path of every search)."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if len(rows) == 0:
-            return []
-        if rows.min() < -len(self) or rows.max() >= len(self):
-            raise IndexError(f"passage rows out of range (store has {len(self)})")
-        rows %= len(self)
-        starts, ends = self.offsets[rows].tolist(), self.offsets[rows + 1].tolist()
-        lines = b",".join(self._mm[a:b].rstrip(b"\n") for a, b in zip(starts, ends))
-        return json.loads(b"[" + lines + b"]")
-
-    def iter_texts(self, batch: int = 4096) -> Iterator[list[Passage]]:
-        """Passages in blocks, for encoders that must not hold the whole corpus."""
-        for start in range(0, len(self), batch):
-            yield self.get_many(range(start, min(start + batch, len(self))))
-
-    def close(self) -> None:
-        if isinstance(self._mm, mmap.mmap) and not self._mm.closed:
-            self._mm.close()
-        self._file.close()

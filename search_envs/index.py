@@ -250,7 +250,7 @@ def build_index(
 ) -> Path:
     """Build a `kind` index of `corpus` (a path, "embedded" or None) into `out`.
 
-    params go to the engine: bm25 (k1, b, method), dense (model, faiss, hnsw_m,
+    params go to the engine: bm25 (scheme, k1, b, workers, memory_mb), dense (model, faiss, hnsw_m,
     ef_search, ef_construction, nlist, pq_m, nprobe, query_prefix,
     passage_prefix, batch_size, device), and `passage_words` (chunk size).
     """
@@ -285,15 +285,23 @@ def build_index(
     return out
 
 
-def load_index(directory: str | Path, corpus: str | Path | None = None, kind: str | None = None, **params: Any) -> "SearchEngine":
+def load_index(
+    directory: str | Path, corpus: str | Path | None = None, kind: str | None = None, verify: bool | None = None,
+    **params: Any,
+) -> "SearchEngine":
     """Open a built index as a SearchEngine, after validating it.
 
-    params override search-time settings (bm25: n_threads; dense: encoder,
-    ef_search, nprobe, batch_size, device; hybrid: those and rrf_k, fetch_k);
+    `verify` checks every file's sha256 against the manifest, so a file corrupted at
+    the same size is refused, naming it (default: on, unless the environment sets
+    SEARCH_ENVS_VERIFY=0, for multi-GB indexes that are slow to hash; sizes are
+    always checked). params override search-time settings (bm25: n_threads; dense:
+    encoder, ef_search, nprobe, batch_size, device; hybrid: those and rrf_k, fetch_k);
     settings meant for another kind are ignored.
     """
     directory = Path(directory)
-    manifest = check_index(directory, kind=kind, corpus=corpus)
+    if verify is None:
+        verify = os.environ.get("SEARCH_ENVS_VERIFY", "1") != "0"
+    manifest = check_index(directory, kind=kind, corpus=corpus, deep=verify)
     if manifest["kind"] == "hybrid":
         return load_hybrid(directory / "bm25", directory / "dense", **params)
     accepted = engine_params(manifest["kind"])[1]
@@ -394,7 +402,11 @@ def cached_index_dir(kind: str, corpus: str | Path | None = None, **build_params
     name = f"{kind}-{file_sha256(resolve_corpus(corpus))[:12]}"
     load_accepts = engine_params(kind)[1]
     build_params = {k: v for k, v in build_params.items() if k not in ("show_progress", "overwrite") and k not in load_accepts}
-    if kind != "bm25":
+    if kind == "bm25":  # the scheme names the format too: an older index is never picked up
+        from search_envs.engines.bm25 import DEFAULT_SCHEME
+
+        name += "-" + str(build_params.pop("scheme", DEFAULT_SCHEME))
+    else:
         model = build_params.pop("model", DEFAULT_MODEL)
         name += "-" + re.sub(r"[^A-Za-z0-9._-]+", "_", str(model).rstrip("/").split("/")[-1])
     if build_params:

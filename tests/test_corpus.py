@@ -114,12 +114,48 @@ def test_store_round_trip_is_lazy_and_exact(tmp_path):
     store.close()
 
 
-def test_truncated_store_is_detected(tmp_path):
-    write_store([Passage("1", "t", "some text here")], tmp_path)
-    data = (tmp_path / "passages.jsonl").read_bytes()
-    (tmp_path / "passages.jsonl").write_bytes(data[:-3])
+@pytest.mark.parametrize("layout, name", [("zstd", "passages.zst"), ("jsonl", "passages.jsonl")])
+def test_truncated_store_is_detected(tmp_path, layout, name):
+    write_store([Passage("1", "t", "some text here")], tmp_path, layout=layout)
+    data = (tmp_path / name).read_bytes()
+    (tmp_path / name).write_bytes(data[:-3])
     with pytest.raises(ValueError, match="truncated"):
         PassageStore(tmp_path)
+
+
+@pytest.mark.parametrize("layout, name", [("zstd", "passages.zst"), ("jsonl", "passages.jsonl")])
+def test_same_size_corrupt_store_names_the_file(tmp_path, layout, name):
+    from search_envs.store import CorruptStoreError
+
+    passages = [Passage(str(i), f"T{i}", f"passage number {i} about rivers and mountains") for i in range(300)]
+    write_store(passages, tmp_path, layout=layout)
+    path = tmp_path / name
+    data = bytearray(path.read_bytes())
+    store = PassageStore(tmp_path)
+    a, b = int(store.offsets[7]), int(store.offsets[8])
+    store.close()
+    data[a + 1 : b - 2] = bytes(x ^ 0x5A for x in data[a + 1 : b - 2])
+    path.write_bytes(bytes(data))
+    store = PassageStore(tmp_path)
+    assert store[6] == passages[6]
+    with pytest.raises(CorruptStoreError, match=name):
+        store.get_many([6, 7])
+    store.close()
+
+
+def test_compressed_store_is_smaller(tmp_path):
+    from search_envs.data import embedded_articles
+
+    passages = [Passage(str(i), a.title, a.text) for i, a in enumerate(embedded_articles()[:2000])]
+    (tmp_path / "z").mkdir()
+    (tmp_path / "j").mkdir()
+    write_store(passages, tmp_path / "z")
+    write_store(passages, tmp_path / "j", layout="jsonl")
+    packed = (tmp_path / "z" / "passages.zst").stat().st_size + (tmp_path / "z" / "passages.dict").stat().st_size
+    assert packed < 0.6 * (tmp_path / "j" / "passages.jsonl").stat().st_size
+    store = PassageStore(tmp_path / "z")
+    assert store.get_many(range(0, 2000, 97)) == passages[::97]
+    store.close()
 
 
 def test_embedded_corpus_is_written_once_in_flashrag_format(tmp_cache):

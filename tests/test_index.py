@@ -48,7 +48,7 @@ def test_manifest_describes_the_build(bm25_dir, corpus):
     assert manifest["corpus"] == str(corpus) and manifest["corpus_sha256"] == file_sha256(corpus)
     assert manifest["records"] == 30 and manifest["passages"] >= 30
     assert manifest["created"].endswith("Z")
-    for name in ("passages.jsonl", "offsets.npy", "bm25/params.index.json"):
+    for name in ("passages.zst", "passages.dict", "offsets.npy", "bm25/vocab.json"):
         assert manifest["files"][name]["bytes"] == (bm25_dir / name).stat().st_size
     assert not list(bm25_dir.parent.glob("*.tmp-*"))
 
@@ -74,14 +74,14 @@ def test_dense_round_trip_and_manifest(dense_dir, encoder, corpus):
     assert ra[0][0].title == "Hamlet" and ra[1][0].title == "Jupiter"
 
 
-@pytest.mark.parametrize("name", ["passages.jsonl", "offsets.npy", "bm25/data.csc.index.npy", "bm25/vocab.index.json"])
+@pytest.mark.parametrize("name", ["passages.zst", "offsets.npy", "bm25/data.npy", "bm25/vocab.json"])
 def test_deleted_file_is_named(bm25_copy, name):
     (bm25_copy / name).unlink()
     with pytest.raises(BrokenIndexError, match=f"{name}: file missing.*search-envs index build"):
         load_index(bm25_copy)
 
 
-@pytest.mark.parametrize("name", ["passages.jsonl", "bm25/indices.csc.index.npy"])
+@pytest.mark.parametrize("name", ["passages.zst", "bm25/indices.npy"])
 def test_truncated_file_is_named(bm25_copy, name):
     path = bm25_copy / name
     path.write_bytes(path.read_bytes()[:-100])
@@ -98,13 +98,15 @@ def test_truncated_faiss_index_is_named(dense_dir, tmp_path):
 
 
 def test_same_size_corruption_is_caught_by_deep_check_and_load(bm25_copy):
-    path = bm25_copy / "bm25" / "params.index.json"
+    path = bm25_copy / "bm25" / "vocab.json"
     path.write_bytes(b"\xff" * path.stat().st_size)
     check_index(bm25_copy)  # sizes still match
     with pytest.raises(BrokenIndexError, match="sha256"):
         check_index(bm25_copy, deep=True)
+    with pytest.raises(BrokenIndexError, match="vocab.json: sha256"):
+        load_index(bm25_copy)  # sha256 sums are checked on load by default
     with pytest.raises(BrokenIndexError, match="cannot be loaded"):
-        load_index(bm25_copy)
+        load_index(bm25_copy, verify=False)
 
 
 @pytest.mark.parametrize(

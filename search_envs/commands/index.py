@@ -20,8 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--skip-bad", action="store_true", help="skip (and count) unparsable corpus lines")
     b.add_argument("--passage-words", type=int, default=None, help="chunk size in words (default 100)")
     g = b.add_argument_group("bm25")
+    g.add_argument("--scheme", choices=("lucene", "bm25s"), default=None,
+                   help="lucene (default): Pyserini's BM25, k1=0.9 b=0.4; bm25s: the older k1=1.5 b=0.75 Snowball one")
     g.add_argument("--k1", type=float, default=None)
     g.add_argument("--b", type=float, default=None)
+    g.add_argument("--memory-mb", type=int, default=None, help="working memory bound of the build (default 1024)")
     g = b.add_argument_group("dense")
     g.add_argument("--model", default=None, help="sentence-transformers name or path (default all-MiniLM-L6-v2)")
     g.add_argument("--faiss", choices=("flat", "hnsw", "ivfpq"), default=None)
@@ -58,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=run_import)
 
 
-PARAMS = ("passage_words", "k1", "b", "model", "faiss", "query_prefix", "passage_prefix", "batch_size", "device",
+PARAMS = ("passage_words", "scheme", "k1", "b", "memory_mb", "model", "faiss", "query_prefix", "passage_prefix", "batch_size", "device",
           "hnsw_m", "ef_construction", "ef_search", "nlist", "pq_m", "pq_bits", "nprobe")
 
 

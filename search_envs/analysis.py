@@ -1,0 +1,210 @@
+"""Text analysis for BM25: Lucene's English analyzer, and the older bm25s one.
+
+Search-R1 and FlashRAG rank with Pyserini, whose default analyzer (Anserini's
+`DefaultEnglishAnalyzer`, the same chain as Lucene's `EnglishAnalyzer`) is:
+StandardTokenizer (Unicode UAX #29 word boundaries, one-character tokens kept,
+255 characters at most) -> EnglishPossessiveFilter (drops a trailing 's) ->
+LowerCaseFilter -> StopFilter (Lucene's 33 English stop words) -> PorterStemFilter
+(the original Porter algorithm as Martin Porter's reference code has it, not
+Porter2/Snowball English). `LuceneEnglishAnalyzer` reproduces that chain; its
+agreement with Lucene is measured in `benchmarks/bm25_agreement.py`.
+
+`BM25sAnalyzer` is what this library used before (bm25s's `\\w\\w+` tokens,
+its English stop words, Snowball English stems), kept so old indexes and
+results can be reproduced.
+
+Both analyze a whole text at once and memoise the token -> term mapping, since
+a corpus has far fewer distinct tokens than tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import regex
+import Stemmer
+
+# Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (33 words).
+LUCENE_STOP_WORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
+    "this to was will with".split()
+)
+MAX_TOKEN_LENGTH = 255  # StandardTokenizer's default; longer tokens are split
+
+# UAX #29 word boundaries, the rules that matter for text (WB4-WB13b): letters and
+# digits join; a MidLetter/MidNumLet/apostrophe joins two letters ("don't", "u.s.a",
+# "a:b"); a MidNum/MidNumLet/apostrophe joins two digits ("1,000.5"); a double quote
+# joins two Hebrew letters; connector punctuation ("_") joins anything; combining marks
+# and format characters (ZWJ, word joiner) stay with the character before them. Han
+# and Hiragana characters are one token each.
+_START = r"[\p{L}\p{Nd}\p{Pc}--[\p{Han}\p{Hiragana}]]"
+_EXT = r"[\p{M}\p{Cf}]"
+_RUN = rf"{_START}(?:{_START}|{_EXT})*"
+_MID_LETTER = r"[:\u00B7\u0387\u05F4\u2027\uFE13\uFE55\uFF1A.\u2018\u2019\u2024\uFE52\uFF07\uFF0E']"
+_MID_NUM = r"[,;\u037E\u0589\u060C\u060D\u066C\u07F8\u2044\uFE10\uFE14\uFE50\uFE54\uFF0C\uFF1B.\u2018\u2019\u2024\uFE52\uFF07\uFF0E']"
+_JOIN = (
+    rf"(?<=\p{{L}}{_EXT}*){_MID_LETTER}{_EXT}*(?=\p{{L}})"
+    rf"|(?<=\p{{Nd}}{_EXT}*){_MID_NUM}{_EXT}*(?=\p{{Nd}})"
+    rf'|(?<=\p{{Hebrew}}{_EXT}*)"{_EXT}*(?=\p{{Hebrew}})'
+)
+STANDARD_TOKEN = regex.compile(rf"{_RUN}(?:(?:{_JOIN}){_RUN})*|[\p{{Han}}\p{{Hiragana}}]", regex.V1)
+_POSSESSIVE_APOSTROPHES = ("'", "\u2019", "\uff07")
+
+
+# A fast superset split for `re` (C speed): runs of `\w` joined by any mid character.
+# Every exact StandardTokenizer token lies inside one candidate, unless the text has
+# combining marks or connector punctuation other than "_" (not in `\w`): such texts
+# (rare in English) are split with STANDARD_TOKEN directly. A candidate that is not
+# plain ASCII letters and digits is re-split with STANDARD_TOKEN once, then memoised.
+_CANDIDATE = re.compile(r"\w+(?:[" + _MID_NUM[1:-1] + _MID_LETTER[1:-1] + r"]\w+)*")
+_NOT_IN_W = regex.compile(r"[\p{M}\p{Cf}\p{Pc}\p{Hebrew}--_]", regex.V1)
+
+
+class Analyzer:
+    """text -> list of index terms.
+
+    Subclasses give `candidates` (a fast split of the lower-cased text) and `terms`
+    (the exact analysis of one candidate, a space-separated string of terms, "" when
+    it yields none). `terms` runs once per distinct candidate: the rest is C-speed
+    dictionary look-ups, which is what makes a 21M-passage build feasible in Python.
+    """
+
+    name = "analyzer"
+
+    def __init__(self) -> None:
+        self._cache: dict[str, str] = {}
+
+    def candidates(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def terms(self, candidate: str) -> str:
+        raise NotImplementedError
+
+    def __call__(self, text: str) -> list[str]:
+        candidates = self.candidates(text)
+        found = list(map(self._cache.get, candidates))
+        if None in found:
+            for i, term in enumerate(found):
+                if term is None:
+                    found[i] = self._learn(candidates[i])
+        return " ".join(found).split()
+
+    def _learn(self, candidate: str) -> str:
+        if len(self._cache) > 4_000_000:  # bound the memo on huge vocabularies
+            self._cache.clear()
+        term = self._cache[candidate] = self.terms(candidate)
+        return term
+
+    def analyze_many(self, texts: list[str]) -> list[list[str]]:
+        return [self(t) for t in texts]
+
+    def describe(self) -> dict[str, str]:
+        """What the manifest records about this analyzer."""
+        return {"analyzer": self.name}
+
+
+class LuceneEnglishAnalyzer(Analyzer):
+    """Lucene's EnglishAnalyzer (Pyserini's default): see the module docstring."""
+
+    name = "lucene-english"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stem: Callable[[str], str] = Stemmer.Stemmer("porter").stemWord
+
+    def candidates(self, text: str) -> list[str]:
+        # Lower-casing first is what LowerCaseFilter does after the tokenizer; the
+        # possessive filter then only has to look for "'s".
+        if text.isascii():
+            return _CANDIDATE.findall(text.lower())
+        text = text.replace("\u0130", "i").lower()  # Java lower-cases dotted capital I to plain i
+        if _NOT_IN_W.search(text):
+            return STANDARD_TOKEN.findall(text)
+        return _CANDIDATE.findall(text)
+
+    def terms(self, candidate: str) -> str:
+        if candidate.isascii() and candidate.isalnum():  # the common case: one token as it is
+            tokens = [candidate]
+        else:
+            tokens = STANDARD_TOKEN.findall(candidate)
+            if any(len(t) > MAX_TOKEN_LENGTH for t in tokens):
+                tokens = [t[i : i + MAX_TOKEN_LENGTH] for t in tokens for i in range(0, len(t), MAX_TOKEN_LENGTH)]
+        out = []
+        for token in tokens:
+            if len(token) >= 2 and token[-1] == "s" and token[-2] in _POSSESSIVE_APOSTROPHES:
+                token = token[:-2]
+            if token and token not in LUCENE_STOP_WORDS:
+                out.append(porter_stem(token, self._stem))
+        return " ".join(out)
+
+    def describe(self) -> dict[str, str]:
+        return {"analyzer": self.name, "stemmer": "porter", "stopwords": "lucene-english-33"}
+
+
+def porter_stem(word: str, snowball_porter: Callable[[str], str]) -> str:
+    """The original Porter stemmer as Lucene's PorterStemmer (Martin Porter's reference
+    code) has it, on top of Snowball's 'porter', which follows the published paper.
+    The reference code departs from the paper in four places, patched here: it leaves
+    words of one or two letters alone; step 1b undoubles any final double consonant
+    but l, s, z (Snowball lists bb dd ff gg mm nn pp rr tt); and step 2 maps "-bli"
+    (not only "-abli") to "-ble" and "-logi" to "-log" when the stem before has
+    measure m > 0."""
+    if len(word) <= 2:
+        return word
+    stem = snowball_porter(word)
+    if stem[-1:] in _UNDOUBLED and stem[-2:-1] == stem[-1:] and any(word == stem + e for e in ("ed", "ing", "eds", "ings")):
+        stem = snowball_porter(stem[:-1])
+    if stem.endswith("bli") and not word.endswith("blie") and _measure(stem[:-3]) > 0:
+        return snowball_porter(stem[:-3] + "ble")  # steps 3-5 then run on "-ble" as in Lucene
+    if stem.endswith("logi") and not word.endswith("logie") and _measure(stem[:-4]) > 0:
+        return stem[:-4] + "log"  # no later step touches "-log"
+    return stem
+
+
+_UNDOUBLED = frozenset("chjkqvwx")  # double consonants Lucene undoubles and Snowball's porter does not
+
+
+def _measure(stem: str) -> int:
+    """Porter's m: the number of vowel-consonant sequences ('y' after a consonant is a vowel)."""
+    m, prev_vowel = 0, False
+    for i, c in enumerate(stem):
+        vowel = c in "aeiou" or (c == "y" and i > 0 and not prev_vowel)
+        if prev_vowel and not vowel:
+            m += 1
+        prev_vowel = vowel
+    return m
+
+
+class BM25sAnalyzer(Analyzer):
+    """The analyzer of this library's first BM25 (bm25s.tokenize with English stop
+    words and Snowball English stems): tokens of two or more word characters."""
+
+    name = "bm25s"
+
+    def __init__(self) -> None:
+        import bm25s.stopwords
+
+        super().__init__()
+        self._stop = frozenset(bm25s.stopwords.STOPWORDS_EN)
+        self._stem = Stemmer.Stemmer("english").stemWord
+        self._pattern = re.compile(r"(?u)\b\w\w+\b")  # `re`, as bm25s
+
+    def candidates(self, text: str) -> list[str]:
+        return self._pattern.findall(text.lower())
+
+    def terms(self, candidate: str) -> str:
+        return "" if candidate in self._stop else self._stem(candidate)
+
+    def describe(self) -> dict[str, str]:
+        return {"analyzer": self.name, "stemmer": "english", "stopwords": "en"}
+
+
+ANALYZERS: dict[str, type[Analyzer]] = {"lucene-english": LuceneEnglishAnalyzer, "bm25s": BM25sAnalyzer}
+
+
+def get_analyzer(name: str) -> Analyzer:
+    try:
+        return ANALYZERS[name]()
+    except KeyError:
+        raise ValueError(f"unknown analyzer {name!r}; choose one of {', '.join(ANALYZERS)}") from None

@@ -1,0 +1,264 @@
+"""Out-of-core BM25 index build: memory bounded by a setting, not by the corpus.
+
+1. The passage store is read in chunks of rows; each chunk is analysed (in worker
+   processes, one per core) into postings (term, passage, tf) plus passage lengths.
+2. The main process maps each chunk's terms to global ids and spills its postings,
+   sorted by term, to a scratch folder inside the index being built.
+3. Merge: the vocabulary is cut into ranges whose postings fit the memory budget;
+   each range is gathered from every spilled chunk (a contiguous slice of each),
+   scored, and appended to the output arrays, which are written sequentially.
+
+The build runs inside the index's temporary directory (`search_envs.index`), so an
+interrupted build leaves nothing that loads; the scratch folder is removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from search_envs.analysis import get_analyzer
+from search_envs.corpus import PassageStore
+
+MIN_PARALLEL_ROWS = 20_000  # below this, worker start-up costs more than it saves
+
+
+# ---------------------------------------------------------------- Lucene's one-byte document length
+
+
+def _long_to_int4(i: np.ndarray) -> np.ndarray:
+    """SmallFloat.longToInt4: a 4-bit-mantissa float of a non-negative integer."""
+    i = i.astype(np.int64)
+    bits = np.frexp(i.astype(np.float64))[1].astype(np.int64)  # = bit length (exact below 2**53)
+    shift = np.maximum(bits - 4, 0)
+    encoded = ((i >> shift) & 0x07) | ((shift + 1) << 3)
+    return np.where(bits < 4, i, encoded)
+
+
+def _int4_to_long(i: np.ndarray) -> np.ndarray:
+    i = i.astype(np.int64)
+    bits = i & 0x07
+    shift = (i >> 3) - 1
+    return np.where(shift == -1, bits, (bits | 0x08) << np.maximum(shift, 0))
+
+
+_MAX_INT4 = int(_long_to_int4(np.array([2**31 - 1]))[0])
+_NUM_FREE_VALUES = 255 - _MAX_INT4  # 24: lengths below this are exact
+
+
+def int_to_byte4(lengths: np.ndarray) -> np.ndarray:
+    """SmallFloat.intToByte4, how Lucene's BM25Similarity stores a document's length."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.where(
+        lengths < _NUM_FREE_VALUES, lengths, _NUM_FREE_VALUES + _long_to_int4(np.maximum(lengths - _NUM_FREE_VALUES, 0))
+    ).astype(np.uint8)
+
+
+def byte4_to_int(codes: np.ndarray) -> np.ndarray:
+    """SmallFloat.byte4ToInt: the length Lucene scores a document with."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return np.where(codes < _NUM_FREE_VALUES, codes, _NUM_FREE_VALUES + _int4_to_long(np.maximum(codes - _NUM_FREE_VALUES, 0)))
+
+
+def term_scores(params: dict[str, Any], tf: np.ndarray, length: np.ndarray, df: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+    """Per-posting BM25 scores (float32) of a query term with weight 1.
+
+    lucene: as Lucene 9's BM25Scorer, float for float: idf over the documents that
+    have a term, avgdl = total terms / those documents, normInverse from the
+    document's one-byte length, score = w - w / (1 + tf * normInverse).
+    bm25s: idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)) with exact lengths.
+    """
+    k1, b = np.float32(params["k1"]), np.float32(params["b"])
+    n, avgdl = stats["docs_with_terms"], stats["avgdl"]
+    idf64 = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+    if params["lengths"] == "lucene-byte4":
+        table = byte4_to_int(np.arange(256)).astype(np.float32)
+        avg = np.float32(avgdl)
+        cache = np.float32(1) / (k1 * ((np.float32(1) - b) + b * table / avg))
+        norm_inverse = cache[int_to_byte4(length)]
+        w = idf64.astype(np.float32)
+        return w - w / (np.float32(1) + tf.astype(np.float32) * norm_inverse)
+    tf64 = tf.astype(np.float64)
+    return (idf64 * tf64 / (tf64 + float(k1) * (1 - float(b) + float(b) * length / avgdl))).astype(np.float32)
+
+
+# ---------------------------------------------------------------- phase 1: analyse chunks (workers)
+
+_worker: dict[str, Any] = {}
+
+
+def _analyze_rows(job: tuple[str, str, int, int]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Postings of store rows [start, stop): (terms, term ids, local rows, tf, lengths, passage ids)."""
+    directory, analyzer_name, start, stop = job
+    if _worker.get("key") != (directory, analyzer_name):
+        if "store" in _worker:
+            _worker["store"].close()
+        _worker.update(key=(directory, analyzer_name), store=PassageStore(directory), analyzer=get_analyzer(analyzer_name))
+    analyzer, store = _worker["analyzer"], _worker["store"]
+    vocab: dict[str, int] = {}
+    ids: list[int] = []
+    n = stop - start
+    lengths = np.zeros(n, dtype=np.int32)
+    passage_ids = []
+    for j, p in enumerate(store.get_many(range(start, stop))):
+        terms = analyzer(f"{p.title}\n{p.text}")
+        lengths[j] = len(terms)
+        ids.extend([vocab.setdefault(t, len(vocab)) for t in terms])
+        passage_ids.append(p.id.encode("utf-8"))
+    term_ids = np.asarray(ids, dtype=np.int64)
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    keys, tf = np.unique(term_ids * n + rows, return_counts=True)
+    return list(vocab), (keys // n).astype(np.int32), (keys % n).astype(np.int32), tf.astype(np.int32), lengths, np.array(passage_ids)
+
+
+# ---------------------------------------------------------------- the build
+
+
+def chunk_rows(memory_mb: int) -> int:
+    """Passages per chunk: ~24 KB of working memory per passage across workers and merge."""
+    return int(min(200_000, max(1_000, memory_mb * 1024 // 24)))
+
+
+def build_bm25(
+    store_dir: Path, out: Path, params: dict[str, Any], workers: int = 0, memory_mb: int = 1024, show_progress: bool = True
+) -> dict[str, Any]:
+    """Build the score matrix of the store in `store_dir` into `out`; returns build stats."""
+    store = PassageStore(store_dir)
+    n = len(store)
+    store.close()
+    out.mkdir(parents=True, exist_ok=True)
+    spill = out.parent / (out.name + "-spill")
+    spill.mkdir(exist_ok=True)
+    try:
+        vocab, df, lengths, chunks, ids = _spill_chunks(store_dir, n, params, spill, workers, memory_mb, show_progress)
+        docs_with_terms = int((lengths > 0).sum())
+        stats = {"docs_with_terms": docs_with_terms, "avgdl": float(lengths.sum()) / max(1, docs_with_terms)}
+        if params["lengths"] == "exact":
+            stats = {"docs_with_terms": n, "avgdl": float(lengths.sum()) / max(1, n)}
+        _merge(out, chunks, df, lengths, params, stats, memory_mb, show_progress)
+        (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        rank = np.empty(n, dtype=np.uint32)
+        rank[np.argsort(ids, kind="stable")] = np.arange(n, dtype=np.uint32)
+        np.save(out / "tie_rank.npy", rank)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    return {"terms": len(vocab), "postings": int(df.sum()), **stats}
+
+
+def _spill_chunks(
+    store_dir: Path, n: int, params: dict[str, Any], spill: Path, workers: int, memory_mb: int, show_progress: bool
+) -> tuple[dict[str, int], np.ndarray, np.ndarray, list[dict[str, Any]], np.ndarray]:
+    size = chunk_rows(memory_mb)
+    jobs = [(str(store_dir), params["analyzer"], a, min(a + size, n)) for a in range(0, n, size)]
+    workers = workers if workers > 0 else min(2, os.cpu_count() or 1)
+    vocab: dict[str, int] = {}
+    df = np.zeros(1024, dtype=np.int64)
+    lengths = np.zeros(n, dtype=np.int32)
+    ids: list[np.ndarray] = []
+    chunks: list[dict[str, Any]] = []
+    pool = None
+    if workers > 1 and n >= MIN_PARALLEL_ROWS:
+        # spawn: safe in a process with threads (a server); chunks are large enough to amortise it
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+        results = pool.imap(_analyze_rows, jobs)
+    else:
+        results = map(_analyze_rows, jobs)
+    bar = tqdm(total=n, desc="bm25: analyse", unit="passage", disable=not show_progress)
+    try:
+        for c, ((start, stop), (terms, tids, rows, tf, lens, pids)) in enumerate(zip(((j[2], j[3]) for j in jobs), results)):
+            gid = np.fromiter((vocab.setdefault(t, len(vocab)) for t in terms), dtype=np.int64, count=len(terms))
+            gterm = gid[tids] if len(tids) else np.zeros(0, dtype=np.int64)
+            order = np.argsort(gterm, kind="stable")  # stable: passages stay in order within a term
+            gterm, rows, tf = gterm[order], rows[order] + start, tf[order]
+            uterms, first, counts = np.unique(gterm, return_index=True, return_counts=True)
+            if len(vocab) > len(df):
+                df = np.concatenate([df, np.zeros(max(len(vocab), 2 * len(df)) - len(df), dtype=np.int64)])
+            df[uterms] += counts
+            lengths[start:stop] = lens
+            ids.append(pids)
+            paths = {}
+            for name, arr in (("terms", uterms.astype(np.int32)), ("first", first.astype(np.int64)), ("rows", rows.astype(np.int32)), ("tf", tf)):
+                paths[name] = spill / f"{c:06d}.{name}.npy"
+                np.save(paths[name], arr)
+            chunks.append(paths)
+            bar.update(stop - start)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    width = max((a.dtype.itemsize for a in ids), default=1)
+    all_ids = np.concatenate([a.astype(f"S{width}") for a in ids]) if ids else np.zeros(0, dtype="S1")
+    return vocab, df[: len(vocab)], lengths, chunks, all_ids
+
+
+class _NpyWriter:
+    """Append to a 1-d .npy file of known length, sequentially (no memory map)."""
+
+    def __init__(self, path: Path, dtype: Any, length: int):
+        self.f = open(path, "wb")
+        np.lib.format.write_array_header_2_0(self.f, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": (length,)})
+        self.dtype, self.left = np.dtype(dtype), length
+
+    def write(self, arr: np.ndarray) -> None:
+        self.left -= len(arr)
+        self.f.write(np.ascontiguousarray(arr, dtype=self.dtype).tobytes())
+
+    def close(self, check: bool = True) -> None:
+        self.f.close()
+        if check and self.left != 0:
+            raise RuntimeError(f"{self.f.name}: {self.left} values short")
+
+
+def _merge(
+    out: Path, chunks: list[dict[str, Any]], df: np.ndarray, lengths: np.ndarray, params: dict[str, Any],
+    stats: dict[str, Any], memory_mb: int, show_progress: bool,
+) -> None:
+    indptr = np.zeros(len(df) + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    total = int(indptr[-1])
+    np.save(out / "indptr.npy", indptr)
+    data, indices = _NpyWriter(out / "data.npy", np.float32, total), _NpyWriter(out / "indices.npy", np.int32, total)
+    per_range = max(1, memory_mb * 2**20 // 48)  # postings merged at a time: ~48 bytes each in flight
+    bounds = [0]
+    while bounds[-1] < len(df):
+        nxt = int(np.searchsorted(indptr, indptr[bounds[-1]] + per_range, side="right")) - 1
+        bounds.append(min(len(df), max(nxt, bounds[-1] + 1)))
+    opened = [{k: np.load(p, mmap_mode="r") for k, p in c.items()} for c in chunks]
+    bar = tqdm(total=total, desc="bm25: merge", unit="posting", unit_scale=True, disable=not show_progress)
+    try:
+        for t0, t1 in zip(bounds[:-1], bounds[1:]):
+            terms, rows, tf = [], [], []
+            for c in opened:
+                a, z = np.searchsorted(c["terms"], [t0, t1])
+                if a == z:
+                    continue
+                lo = int(c["first"][a])
+                hi = int(c["first"][z]) if z < len(c["first"]) else len(c["rows"])
+                counts = np.diff(np.append(c["first"][a:z], hi))
+                terms.append(np.repeat(np.asarray(c["terms"][a:z]), counts))
+                rows.append(np.asarray(c["rows"][lo:hi]))
+                tf.append(np.asarray(c["tf"][lo:hi]))
+            if not terms:
+                continue
+            term, row, freq = np.concatenate(terms), np.concatenate(rows), np.concatenate(tf)
+            order = np.argsort(term, kind="stable")  # chunks are in passage order, so rows stay sorted
+            term, row, freq = term[order], row[order], freq[order]
+            data.write(term_scores(params, freq, lengths[row], df[term], stats))
+            indices.write(row)
+            bar.update(len(row))
+    finally:
+        bar.close()
+        del opened
+        data.close(check=False)
+        indices.close(check=False)
+    data.close()
+    indices.close()
+
