@@ -98,14 +98,15 @@ class ScriptedServer:
                            extra_fields={"global_steps": self.global_steps})
 
 
-def make_loop(tokenizer, server, response_length: int = 4096, prompt_length: int = 4096, **loop_kwargs):
-    """The loop as verl's AgentLoopWorker builds it: from the registry, through hydra."""
+def make_loop(tokenizer, server, response_length: int = 4096, prompt_length: int = 4096, entry=None, **loop_kwargs):
+    """The loop as verl's AgentLoopWorker builds it: from the registry (or an agent loop
+    config file's `entry`), through hydra."""
     config = OmegaConf.create({
         "actor_rollout_ref": {"rollout": {"name": "vllm", "prompt_length": prompt_length,
                                           "response_length": response_length}},
         "data": {},
     })
-    loop_config = OmegaConf.merge(_agent_loop_registry[AGENT_NAME], loop_kwargs)
+    loop_config = OmegaConf.merge(entry if entry is not None else _agent_loop_registry[AGENT_NAME], loop_kwargs)
     return hydra.utils.instantiate(
         config=loop_config, trainer_config=DictConfigWrap(config), server_manager=server, tokenizer=tokenizer,
         processor=None, hf_model_type=None, dataset_cls=RLHFDataset, data_config=DictConfigWrap(config.data),
@@ -378,3 +379,31 @@ def test_a_row_without_env_fields_is_a_clear_error(smol_tokenizer):
 def test_the_loop_is_registered_by_name():
     assert _agent_loop_registry[AGENT_NAME]["_target_"].endswith("agent_loop.SearchEnvAgentLoop")
     assert issubclass(SearchEnvAgentLoop, __import__("verl").experimental.agent_loop.AgentLoopBase)
+
+
+# --- the example launch configs ----------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["GRPO", "PPO"])
+def test_example_overrides_compose_with_verls_trainer_config(algo, tiny):
+    """examples/verl/common.sh's overrides are valid for verl 0.9.1's ppo_trainer config,
+    and its agent loop file registers this loop under the exported rows' agent name."""
+    import verl
+    from hydra import compose, initialize_config_dir
+    from verl.utils.config import omega_conf_to_dataclass
+
+    root = Path(__file__).resolve().parents[1]
+    printed = subprocess.run(
+        ["bash", "-c", f'DATA_DIR=/data BASE_MODEL=Qwen/Qwen2.5-3B; source examples/verl/common.sh; '
+                       f'printf "%s\\n" "${{COMMON_ARGS[@]}}" "${{{algo}_ARGS[@]}}"'],
+        cwd=root, capture_output=True, text=True, check=True).stdout
+    overrides = [line for line in printed.splitlines() if line]
+    with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=overrides)
+    rollout = omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
+    assert (rollout.prompt_length, rollout.response_length) == (2048, 2048)
+    assert rollout.n == (5 if algo == "GRPO" else 1)
+    assert cfg.algorithm.adv_estimator == ("grpo" if algo == "GRPO" else "gae")
+    entries = OmegaConf.load(rollout.agent.agent_loop_config_path)
+    entry = next(e for e in entries if e.name == rollout.agent.default_agent_loop == AGENT_NAME)
+    assert hydra.utils.get_class(entry._target_) is SearchEnvAgentLoop
+    loop = make_loop(tiny[0], None, entry=entry)  # the file's keyword arguments reach the loop
+    assert (loop.max_turn_tokens, loop.max_obs_tokens, loop.search_timeout) == (500, 500, 60.0)
