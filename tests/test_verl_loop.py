@@ -294,6 +294,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(proc: subprocess.Popen, port: int, timeout: float = 60.0) -> None:
+    """Block until the server answers /health (it loads its index first)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(transport=httpx.HTTPTransport(retries=0), timeout=1) as client:
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                client.get(f"http://127.0.0.1:{port}/health").raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+    pytest.fail(f"the retrieval server did not start: {proc.stdout.read() if proc.poll() is not None else ''}")
+
+
 @pytest.mark.slow
 def test_killed_retrieval_server_gives_error_observations(smol_tokenizer, wiki_tasks, bm25_engine):
     port = free_port()
@@ -303,14 +316,7 @@ def test_killed_retrieval_server_gives_error_observations(smol_tokenizer, wiki_t
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/retrieve"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the retrieval server did not start")
+        wait_until_serving(proc, port)
         env_kwargs = {"tasks": "ramp:train", "max_turns": 2, "engine": url}
         actions = ["<search> Hamlet Shakespeare </search>", "<search> Hamlet </search>"]
         live = play(make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, actions)),
