@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install demo test bench
+.PHONY: install demo test test-verl bench
 
 # torch 2.13.0 first: a looser requirement resolved first would pull GBs of CUDA packages.
 .install.stamp: pyproject.toml
@@ -21,3 +21,13 @@ demo: .install.stamp
 
 test: .install.stamp
 	$(PY) -m pytest -q
+
+# The verl integration's tests, in a second environment: verl pins transformers<5.11
+# (README "verl"). CI runs this after `make test`.
+VERL_VENV ?= .venv-verl
+$(VERL_VENV)/.stamp: .install.stamp .ci/verl-env
+	.ci/verl-env "$$($(PY) -c 'import sys; print(sys.executable)')" $(VERL_VENV)
+	touch $@
+
+test-verl: $(VERL_VENV)/.stamp
+	$(VERL_VENV)/bin/python -m pytest -q tests/test_verl_loop.py tests/test_verl_data.py

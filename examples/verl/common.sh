@@ -1,0 +1,66 @@
+# verl overrides shared by Search-R1's GRPO and PPO runs (train_grpo.sh / train_ppo.sh in
+# PeterGriffinJin/Search-R1), translated to verl 0.9's config names and this integration.
+# Search-R1's data.max_start_length=2048 is our prompt length; its 4096-token context
+# (prompt + every turn) leaves 2048 tokens for the multi-turn response.
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+COMMON_ARGS=(
+    data.train_files="$DATA_DIR/train.parquet"
+    data.val_files="$DATA_DIR/test.parquet"
+    data.train_batch_size=512
+    data.val_batch_size=256
+    data.max_prompt_length=2048
+    data.max_response_length=2048
+    data.truncation=left
+    data.shuffle=True
+    actor_rollout_ref.model.path="$BASE_MODEL"
+    actor_rollout_ref.model.enable_gradient_checkpointing=True
+    actor_rollout_ref.model.use_remove_padding=True
+    actor_rollout_ref.actor.optim.lr=1e-6
+    actor_rollout_ref.actor.ppo_mini_batch_size=256
+    actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8
+    actor_rollout_ref.actor.fsdp_config.param_offload=True
+    actor_rollout_ref.actor.fsdp_config.optimizer_offload=True
+    actor_rollout_ref.rollout.name=vllm
+    actor_rollout_ref.rollout.tensor_model_parallel_size=1
+    actor_rollout_ref.rollout.gpu_memory_utilization=0.6
+    actor_rollout_ref.rollout.temperature=1
+    actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=16
+    actor_rollout_ref.rollout.agent.agent_loop_config_path="$HERE/agent_loop.yaml"
+    actor_rollout_ref.rollout.agent.default_agent_loop=search_envs_agent
+    actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=16
+    actor_rollout_ref.ref.fsdp_config.param_offload=True
+    trainer.logger='["console","wandb"]'
+    trainer.project_name=search-envs
+    trainer.val_before_train=True
+    trainer.n_gpus_per_node="${GPUS_PER_NODE:-8}"
+    trainer.nnodes="${NNODES:-1}"
+    trainer.save_freq=100
+    trainer.test_freq=50
+    trainer.total_epochs=15
+)
+GRPO_ARGS=(
+    algorithm.adv_estimator=grpo
+    actor_rollout_ref.rollout.n=5
+    actor_rollout_ref.actor.use_kl_loss=True
+    actor_rollout_ref.actor.kl_loss_coef=0.001
+    actor_rollout_ref.actor.kl_loss_type=low_var_kl
+    actor_rollout_ref.actor.optim.lr_warmup_steps_ratio=0.285
+    trainer.total_training_steps=1005
+)
+PPO_ARGS=(
+    algorithm.adv_estimator=gae
+    actor_rollout_ref.rollout.n=1
+    actor_rollout_ref.actor.optim.lr_warmup_steps_ratio=0.95
+    algorithm.use_kl_in_reward=True
+    algorithm.kl_ctrl.kl_coef=0.001
+    critic.optim.lr=1e-5
+    critic.optim.lr_warmup_steps_ratio=0.05
+    critic.model.path="$BASE_MODEL"
+    critic.model.enable_gradient_checkpointing=True
+    critic.model.use_remove_padding=True
+    critic.ppo_micro_batch_size_per_gpu=8
+    critic.fsdp.param_offload=True
+    critic.fsdp.optimizer_offload=True
+    trainer.critic_warmup=0
+    trainer.total_training_steps=305
+)
