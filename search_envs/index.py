@@ -210,11 +210,10 @@ def _for_kind(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k in accepted}
 
 
-def _only(kind: str, params: dict[str, Any], accepted: set[str], what: str) -> dict[str, Any]:
-    unknown = set(params) - accepted
+def _refuse_unknown(kind: str, params: dict[str, Any]) -> None:
+    unknown = set(params) - engine_params(kind)[0]
     if unknown:
-        raise ValueError(f"unknown {what} parameter(s) for {kind}: {', '.join(sorted(unknown))}")
-    return dict(params)
+        raise ValueError(f"unknown index parameter(s) for {kind}: {', '.join(sorted(unknown))}")
 
 
 def _build_into(directory: Path, corpus_path: Path, corpus_sha: str, kind: str, skip_bad: bool, params: dict[str, Any]) -> dict[str, Any]:
@@ -262,7 +261,7 @@ def build_index(
     corpus_path = resolve_corpus(corpus)
     corpus_sha = file_sha256(corpus_path)
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        _only(kind, params, engine_params(kind)[0], "index")
+        _refuse_unknown(kind, params)
         if kind == "hybrid":
             bm25_params, dense_params = _for_kind("bm25", params), _for_kind("dense", params)
             sub = {
@@ -370,7 +369,7 @@ def open_engine(
     if not isinstance(spec, str) or spec not in KINDS:
         raise ValueError(f"unknown engine kind {spec!r}; {ENGINE_SPEC_HELP}")
     kind = spec
-    build_accepts, load_accepts = engine_params(kind)
+    load_accepts = engine_params(kind)[1]
     search_params = {k: v for k, v in params.items() if k in load_accepts}
     build_params = {k: v for k, v in params.items() if k not in load_accepts}
     if index_dir is not None and not isinstance(index_dir, (str, Path)):
@@ -380,7 +379,7 @@ def open_engine(
         return load_hybrid(bm25_dir, dense_dir, **search_params)
     if index_dir is None and kind == "hybrid":
         # Fuse the cached BM25 and dense indexes: nothing is encoded twice.
-        _only(kind, build_params, build_accepts, "index")
+        _refuse_unknown(kind, build_params)
         return load_hybrid(
             _cached_build("bm25", corpus, _for_kind("bm25", build_params), search_params),
             _cached_build("dense", corpus, _for_kind("dense", build_params), search_params),
