@@ -185,3 +185,17 @@ def test_train_command_takes_env_noise_schedule_and_env_kwargs(capsys):
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     env = gym.make("SearchEnvs/SynthSim-v0", **cfg.env_kwargs).unwrapped
     assert env.noise_schedule is None
+
+
+def test_zerosearch_recipe_in_the_docs_parses():
+    """docs/zerosearch.md's command for the paper's setting builds a valid config and env kwargs."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "zerosearch.md").read_text()
+    command = re.search(r"search-envs train --algo grpo --env SearchEnvs/SimSearch-v0.*?runs/zerosearch-3b", doc, re.S)
+    cfg = config_from_args(build_parser().parse_args(shlex.split(command.group(0).replace("\\\n", " "))[1:]))
+    assert (cfg.total_steps, cfg.questions_per_step, cfg.group_size, cfg.updates_per_step) == (203, 64, 5, 1)
+    assert cfg.env_kwargs["noise_schedule"] == {"name": "exponential", "p_start": 0, "p_end": 0.5, "base": 4}
+    assert cfg.env_kwargs["generator"] == "openai" and cfg.make_reward_spec().answer_metric == "f1"
