@@ -16,7 +16,8 @@ from typing import Any
 class TrainConfig:
     # --- what to train -------------------------------------------------------------
     algo: str = "grpo"
-    """"grpo" (group-normalised advantages, KL in the loss) or "ppo" (critic, GAE, KL in the reward)."""
+    """"grpo" (group-normalised advantages, KL in the loss), "ppo" (critic, GAE, KL in the reward) or
+    "sft" (cold-start fine-tuning on collected trajectories, `data`; agents/sft.py)."""
     env_id: str = "SearchEnvs/WikiBM25-v0"
     env_kwargs: dict[str, Any] = field(default_factory=lambda: {"tasks": "ramp:train"})
     """Passed to `gym.make(env_id, ...)` for every sub-env: tasks, protocol, reward, top_k, ..."""
@@ -30,6 +31,18 @@ class TrainConfig:
     """PPO critic backbone; None = the actor's initial model (as Search-R1)."""
     use_chat_template: bool = True
     """Prompt = chat template applied to the user message with add_generation_prompt."""
+    init: str | None = None
+    """Start from this checkpoint (an SFT or RL output folder, a checkpoint or a model folder)
+    instead of `model`: cold-start SFT, then GRPO/PPO with --init. Not a Search-R1 setting."""
+
+    # --- cold-start SFT (algo="sft"; R1-Searcher++ / SimpleDeepSearcher style, not Search-R1) --------
+    data: str | None = None
+    """Trajectories JSONL written by `search-envs collect` (each line has a `transcript`)."""
+    sft_epochs: int = 2
+    sft_batch_size: int = 16
+    """Episodes per optimizer step (micro_batch_size of them per forward/backward)."""
+    sft_lr: float = 1e-5
+    """AdamW learning rate of SFT (warm-up: actor_warmup_ratio of the SFT steps)."""
 
     # --- hardware ---------------------------------------------------------------------
     device: str = "auto"
@@ -114,8 +127,10 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.algo not in ("grpo", "ppo"):
-            raise ValueError(f"algo must be 'grpo' or 'ppo', got {self.algo!r}")
+        if self.algo not in ("grpo", "ppo", "sft"):
+            raise ValueError(f"algo must be 'grpo', 'ppo' or 'sft', got {self.algo!r}")
+        if self.algo == "sft" and not self.data:
+            raise ValueError("algo 'sft' needs data: a trajectories JSONL from `search-envs collect`")
         if self.rollout_backend not in ("hf", "vllm"):
             raise ValueError(f"rollout_backend must be 'hf' or 'vllm', got {self.rollout_backend!r}")
         if self.reward_spec is not None:
@@ -123,7 +138,8 @@ class TrainConfig:
         if self.group_size is None:
             self.group_size = 5 if self.algo == "grpo" else 1
         positive = ("total_steps", "questions_per_step", "group_size", "mini_batch_size", "micro_batch_size",
-                    "ppo_epochs", "max_turns", "max_response_length", "max_total_length")
+                    "ppo_epochs", "max_turns", "max_response_length", "max_total_length", "sft_epochs",
+                    "sft_batch_size")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")

@@ -65,6 +65,45 @@ def encode_prompt(tokenizer, text: str, use_chat_template: bool = True) -> list[
     return [int(t) for t in tokenizer.encode(text, add_special_tokens=False)]
 
 
+def encode_observation(tokenizer, text: str, max_obs_length: int) -> list[int]:
+    """An observation's token ids as appended to the context: its first `max_obs_length` tokens."""
+    return [int(t) for t in tokenizer.encode(text, add_special_tokens=False)][:max_obs_length]
+
+
+def tokenize_episode(tokenizer, transcript, *, task_id: str = "", reward: float = 0.0, use_chat_template: bool = True,
+                     max_start_length: int = 2048, max_obs_length: int = 500, max_total_length: int = 4096,
+                     **_: Any) -> Trajectory:
+    """A played episode (an env transcript: ("prompt" | "action" | "observation", text) pairs)
+    as the token ids and policy mask `collect_rollouts` would have built had the policy
+    generated the actions' tokens: the prompt as `encode_prompt`, each action's tokens
+    (mask 1), each observation that a later action follows (`encode_observation`, mask 0),
+    cut at max_total_length. Cold-start SFT trains on exactly what RL sees."""
+    items = [(str(role), str(text)) for role, text in transcript]
+    if not items or items[0][0] != "prompt":
+        raise ValueError("a transcript starts with the ('prompt', text) item")
+    ids = encode_prompt(tokenizer, items[0][1], use_chat_template)[-max_start_length:]
+    traj = Trajectory(str(task_id), 0, ids, [0] * len(ids), len(ids), reward=float(reward), done=True)
+    last_action = max((i for i, (role, _) in enumerate(items) if role == "action"), default=0)
+    for i, (role, text) in enumerate(items[1:], 1):
+        if role == "action":
+            new, flag = [int(t) for t in tokenizer.encode(text, add_special_tokens=False)], 1
+            traj.actions.append(text)
+        elif role == "observation" and i < last_action:
+            new, flag = encode_observation(tokenizer, text, max_obs_length), 0
+            traj.observations.append(tokenizer.decode(new))
+        else:
+            continue
+        room = max_total_length - len(traj.input_ids)
+        if len(new) > room:
+            traj.context_exhausted = True
+            new = new[:room]
+        traj.input_ids.extend(new)
+        traj.policy_mask.extend([flag] * len(new))
+        if traj.context_exhausted:
+            break
+    return traj
+
+
 def eos_ids(tokenizer, model=None) -> set[int]:
     ids: set[int] = set()
     for source in (getattr(getattr(model, "generation_config", None), "eos_token_id", None), tokenizer.eos_token_id):
@@ -311,7 +350,7 @@ def collect_rollouts(
             if terminated[i] or truncated[i]:
                 traj.reward, traj.done, traj.info = float(rewards[i]), True, info
                 continue
-            obs_ids = [int(t) for t in tokenizer.encode(observations[i], add_special_tokens=False)][:max_obs_length]
+            obs_ids = encode_observation(tokenizer, observations[i], max_obs_length)
             traj.observations.append(tokenizer.decode(obs_ids))
             traj.input_ids.extend(obs_ids)
             traj.policy_mask.extend([0] * len(obs_ids))

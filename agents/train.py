@@ -211,6 +211,18 @@ def plot_curves(log_path: Path, png_path: Path) -> Path | None:
     return png_path
 
 
+def load_policy_model(cfg: TrainConfig, device: torch.device):
+    """(model, tokenizer, path) of the policy to train: `cfg.init` (a checkpoint, e.g. from
+    SFT) when set, else `cfg.model`; float32 master weights."""
+    from search_envs.models import load_causal_lm, resolve_model
+
+    from .checkpoint import resolve_actor_dir
+
+    path = str(resolve_actor_dir(cfg.init)) if cfg.init else resolve_model(cfg.model)
+    model, tokenizer = load_causal_lm(path, device=str(device), dtype=torch.float32)
+    return model, tokenizer, path
+
+
 def rollout_options(cfg: TrainConfig) -> dict[str, Any]:
     return dict(use_chat_template=cfg.use_chat_template, max_start_length=cfg.max_start_length,
                 max_response_length=cfg.max_response_length, max_obs_length=cfg.max_obs_length,
@@ -249,6 +261,10 @@ def train(
     """
     from search_envs.vector import make_vec
 
+    if cfg.algo == "sft":
+        from .sft import train_sft
+
+        return train_sft(cfg, model=model, tokenizer=tokenizer, eval_env=eval_env, on_step=on_step)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)
@@ -262,10 +278,9 @@ def train(
     # --- models: actor (float32 master weights), frozen reference, critic ---------------------------
     model_path = None
     if model is None:
-        from search_envs.models import load_causal_lm, resolve_model
-
-        model_path = resolve_model(cfg.model)
-        model, tokenizer = load_causal_lm(model_path, device=str(device), dtype=torch.float32)
+        model, tokenizer, model_path = load_policy_model(cfg, device)
+    elif cfg.init:
+        raise ValueError("pass either a model object or cfg.init, not both")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

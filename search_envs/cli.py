@@ -17,6 +17,7 @@ COMMANDS = [
     "search_envs.commands.bench",
     "search_envs.commands.train",
     "search_envs.commands.data",
+    "search_envs.commands.collect",
 ]
 
 

@@ -183,6 +183,7 @@ def run_episodes(
     batch_size: int = 8,
     on_record: Callable[[EpisodeRecord], None] | None = None,
     progress: bool | str = True,
+    keep_transcript: bool = False,
 ) -> list[EpisodeRecord]:
     """Play episodes with `policy` on `env` and return one record per episode.
 
@@ -195,6 +196,8 @@ def run_episodes(
         has not done yet).
     on_record: called as each episode finishes (benchmarks append it to JSONL
         at once, so an interrupted run loses nothing finished).
+    keep_transcript: also store the env's (role, text) transcript in `extra["transcript"]`
+        (what `search-envs collect` writes for cold-start SFT).
     Records come back in the order of the plan. Wall time per episode is from
     its reset to its end; episodes in one batch overlap.
     """
@@ -246,7 +249,7 @@ def run_episodes(
                 slot = slots[s]
                 slot.tokens += costs[j] if costs else policy.count_tokens(full[s])
                 if terminated[s] or truncated[s]:
-                    rec = _record(envs[s], slot, float(rewards[s]), bool(truncated[s]))
+                    rec = _record(envs[s], slot, float(rewards[s]), bool(truncated[s]), keep_transcript)
                     records[slot.index] = rec
                     slots[s] = None
                     bar.update(1)
@@ -264,7 +267,7 @@ class _Slot:
     tokens: int = 0
 
 
-def _record(env, slot: _Slot, reward: float, truncated: bool) -> EpisodeRecord:
+def _record(env, slot: _Slot, reward: float, truncated: bool, keep_transcript: bool = False) -> EpisodeRecord:
     ep = env.episode
     task = ep.task
     last = env.protocol.parse(ep.transcript[-1][1]) if ep.transcript and ep.transcript[-1][0] == "action" else None
@@ -287,6 +290,7 @@ def _record(env, slot: _Slot, reward: float, truncated: bool) -> EpisodeRecord:
         answer_in_results=answer_in_texts(task.answers, ep.shown_texts),
         source=task.source,
         trajectory=env.render_text(),
+        extra={"transcript": [[role, text] for role, text in ep.transcript]} if keep_transcript else {},
     )
 
 
