@@ -180,3 +180,21 @@ def test_swap_for_an_llm_simulator(tmp_path):
         env.close()
     with pytest.raises(ValueError, match="generator_kwargs"):
         gym.make("SearchEnvs/SynthSim-v0", generator_kwargs={"model": "x"})
+
+
+@pytest.mark.parametrize("kind", NOISE_KINDS)
+def test_the_teacher_finds_the_answer_exactly_when_the_search_was_useful(kind):
+    """synth_teacher answers the gold answer only if the results showed it: on SynthSim-v0 its
+    EM is the share of episodes whose one search was useful (1 - p), and 0 at p = 1."""
+    from search_envs.policies import make_policy, run_episodes
+
+    for p in (0.0, 0.5, 1.0):
+        env = gym.make("SearchEnvs/SynthSim-v0", tasks="test", world={"seed": 3}, top_k=2, noise_kinds=(kind,),
+                       noise_schedule={"name": "constant", "p": p})
+        records = run_episodes(make_policy("synth_teacher"), env, n=120, seed=0, progress=False)
+        em = np.mean([r.em for r in records])
+        assert em == np.mean([r.answer_in_results for r in records])  # right exactly when the results held it
+        assert abs(em - (1 - p)) < 0.14, (kind, p, em)  # 3 standard deviations at p = 0.5, n = 120
+        if p != 0.5:
+            assert em == 1 - p
+        env.close()
