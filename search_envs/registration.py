@@ -168,6 +168,8 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     # SynthWorld: fictional facts, so only searching answers them (docs/synthworld.md).
     "SearchEnvs/SynthWorld-v0": ("search_envs.synthworld:make_synth_env", {"kinds": ("single",)}),
     "SearchEnvs/SynthWorldMultiHop-v0": ("search_envs.synthworld:make_synth_env", {"kinds": ("chain",), "hops": (2, 3, 4)}),
+    # ZeroSearch over SynthWorld with an exact simulator (docs/zerosearch.md); generator="openai" swaps in an LLM.
+    "SearchEnvs/SynthSim-v0": ("search_envs.engines.synth_sim:make_synth_sim_env", {"generator": "exact"}),
 }
 
 

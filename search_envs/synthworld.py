@@ -394,7 +394,7 @@ def synth_tasks(spec: str) -> TaskSet:
 
 
 def make_synth_env(
-    engine: str = "bm25",
+    engine: Any = "bm25",
     tasks: Any = "train",
     kinds: tuple[str, ...] | list[str] | None = ("single",),
     hops: tuple[int, ...] | list[int] | None = None,
@@ -406,7 +406,8 @@ def make_synth_env(
     """A SearchEnv over a SynthWorld corpus.
 
     engine: "bm25", "dense", "hybrid", or a retrieval server URL serving this world's
-    corpus (`search-envs serve --corpus <corpus_path(config)>`). tasks: "train",
+    corpus (`search-envs serve --corpus <corpus_path(config)>`), or a callable taking the
+    `WorldConfig` and returning an engine (`SearchEnvs/SynthSim-v0`). tasks: "train",
     "test", "all", a ``synth:`` spec (its world knobs override `world`), or a TaskSet.
     kinds / hops / relations: question filters for a split name. world: `WorldConfig`
     fields. Other keyword arguments go to `SearchEnv` (protocol, reward, top_k, ...).
@@ -426,6 +427,8 @@ def make_synth_env(
         tasks = generate_world(config).tasks(**filters)
 
     def factory():
+        if callable(engine):
+            return engine(config)
         if engine.startswith(("http://", "https://")):
             from search_envs.engines.remote import RemoteEngine
 

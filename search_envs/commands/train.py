@@ -1,8 +1,8 @@
 """`search-envs train`: PPO or GRPO on a search environment (the reference agent in `agents/`).
 
 Every field of `agents.config.TrainConfig` is an option (`--actor-lr`, `--kl-coef`,
-`--no-mask-retrieved-tokens`, ...); `--tasks`, `--protocol`, `--reward` and `--top-k`
-go to the environment. `--reward-spec '{"answer_metric": "f1", "format_weight": 0.5}'` builds a
+`--no-mask-retrieved-tokens`, ...); `--tasks`, `--protocol`, `--reward`, `--top-k` and
+`--noise-schedule` go to the environment, `--env-kwargs '<json>'` passes anything else. `--reward-spec '{"answer_metric": "f1", "format_weight": 0.5}'` builds a
 `RewardSpec` instead of naming a preset.
 """
 
@@ -14,6 +14,27 @@ from dataclasses import MISSING, fields
 
 ALIASES = {"env_id": ["--env"], "total_steps": ["--steps"]}
 ENV_OPTIONS = {"tasks": str, "protocol": str, "reward": str, "top_k": int}
+NO_NOISE = object()
+"""`--noise-schedule none`: the env's noise_schedule set to None (no curriculum)."""
+
+
+def noise_schedule_spec(text: str):
+    """`--noise-schedule`: a schedule name ("exponential"), a number (constant p), "none",
+    or a JSON object (`{"name": "exponential", "p_end": 0.5, "base": 4}`); checked here so a
+    bad spec fails before the model loads."""
+    from search_envs.curriculum import make_schedule
+
+    if text.strip().lower() in ("none", "null", ""):
+        return NO_NOISE
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError:
+        spec = text.strip()
+    try:
+        make_schedule(spec)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return spec
 
 
 def _field_type(f):
@@ -54,6 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, kind in ENV_OPTIONS.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=f"env_{name}", type=kind, default=None,
                        help=f"environment {name}")
+    p.add_argument("--noise-schedule", dest="env_noise_schedule", type=noise_schedule_spec, default=None,
+                   help='environment noise curriculum (ZeroSearch envs): a name, a number, "none", or JSON, e.g. '
+                        '\'{"name": "exponential", "p_start": 0, "p_end": 0.5, "base": 4}\'')
     p.set_defaults(func=run)
 
 
@@ -63,6 +87,9 @@ def config_from_args(args: argparse.Namespace):
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     env_kwargs = dict(given.pop("env_kwargs", None) or TrainConfig().env_kwargs)
     env_kwargs.update({k: getattr(args, f"env_{k}") for k in ENV_OPTIONS if getattr(args, f"env_{k}") is not None})
+    schedule = getattr(args, "env_noise_schedule", None)
+    if schedule is not None:
+        env_kwargs["noise_schedule"] = None if schedule is NO_NOISE else schedule
     return TrainConfig(env_kwargs=env_kwargs, **given)
 
 
