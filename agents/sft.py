@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .checkpoint import latest_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .objectives import masked_mean, token_logprobs
-from .rollout import HFGenerator, Trajectory, tokenize_episode
+from .rollout import HFRolloutGenerator, Trajectory, tokenize_episode
 
 
 def read_trajectories(path: str | Path) -> list[dict[str, Any]]:
@@ -114,7 +114,7 @@ def train_sft(
 
         tasks = eval_env.envs[0].tasks
         eval_ids = [tasks[i].id for i in episode_plan(len(tasks), cfg.eval_episodes, cfg.seed)]
-        greedy = HFGenerator(model, tokenizer, eval_env.envs[0].protocol.stop_strings, 0.0,
+        greedy = HFRolloutGenerator(model, tokenizer, eval_env.envs[0].protocol.stop_strings, 0.0,
                              batch_size=cfg.rollout_batch_size)
 
     log_rows: list[dict[str, Any]] = []

@@ -74,10 +74,10 @@ def eval_settings(run) -> dict[str, dict]:
 
 def evaluate_model(model, tokenizer, cfg, run, envs: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Greedy episodes on every held-out question under each evaluation setting."""
-    from search_envs.agents.rollout import HFGenerator
+    from search_envs.agents.rollout import HFRolloutGenerator
     from search_envs.agents.train import evaluate_in_training
 
-    greedy = HFGenerator(model, tokenizer, envs["clean"].envs[0].protocol.stop_strings, 0.0,
+    greedy = HFRolloutGenerator(model, tokenizer, envs["clean"].envs[0].protocol.stop_strings, 0.0,
                          batch_size=cfg.rollout_batch_size)
     results = {}
     for name, env in envs.items():

@@ -19,7 +19,7 @@ from web_servers import KEYS, LocalWeb, no_external_network  # noqa: F401
 
 import search_envs  # noqa: F401  (registers the ids)
 from search_envs.agents.config import TrainConfig
-from search_envs.agents.rollout import HFGenerator, collect_rollouts, encode_prompt
+from search_envs.agents.rollout import HFRolloutGenerator, collect_rollouts, encode_prompt
 from search_envs.agents.tiny import tiny_llama, torch_threads, word_tokenizer
 from search_envs.agents.train import train
 from search_envs.cli import build_parser, main
@@ -77,7 +77,7 @@ def check_rollout_masks(model, tokenizer, env: SearchVectorEnv) -> list:
     env.set_progress(env.envs[0].noise_schedule.total_steps if env.envs[0].noise_schedule else 0)
     tasks = list(env.envs[0].tasks)
     ids = [tasks[i % len(tasks)].id for i in range(env.num_envs)]
-    gen = HFGenerator(model, tokenizer, env.envs[0].protocol.stop_strings, temperature=1.0)
+    gen = HFRolloutGenerator(model, tokenizer, env.envs[0].protocol.stop_strings, temperature=1.0)
     trajs = collect_rollouts(gen, tokenizer, env, ids, list(range(env.num_envs)), use_chat_template=False,
                              max_response_length=6, max_obs_length=64, max_total_length=1024, seed=1)
     for t in trajs:

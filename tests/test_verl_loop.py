@@ -33,7 +33,7 @@ from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
 from verl.utils.dataset.rl_dataset import RLHFDataset  # noqa: E402
 from verl.workers.rollout.replica import TokenOutput  # noqa: E402
 
-from search_envs.agents.rollout import HFGenerator, collect_rollouts, encode_prompt  # noqa: E402
+from search_envs.agents.rollout import HFRolloutGenerator, collect_rollouts, encode_prompt  # noqa: E402
 from search_envs.agents.tiny import tiny_llama, torch_threads, word_tokenizer  # noqa: E402
 from search_envs.integrations.verl import AGENT_NAME  # noqa: E402
 from search_envs.integrations.verl.agent_loop import SearchEnvAgentLoop  # noqa: E402
@@ -52,12 +52,12 @@ def one_torch_thread():
 
 
 class SeededGenerator:
-    """The reference agent's HFGenerator, sampling each context with its own seed
+    """The reference agent's HFRolloutGenerator, sampling each context with its own seed
     (a function of the context), one context per `generate` call."""
 
     def __init__(self, model, tokenizer, stop_strings, temperature: float = 1.0, seed: int = 0):
         self.model, self.tokenizer, self.seed, self.temperature = model, tokenizer, seed, temperature
-        self.inner = HFGenerator(model, tokenizer, stop_strings, temperature=temperature, batch_size=1)
+        self.inner = HFRolloutGenerator(model, tokenizer, stop_strings, temperature=temperature, batch_size=1)
 
     def with_stops(self, stop_strings) -> "SeededGenerator":
         return SeededGenerator(self.model, self.tokenizer, stop_strings, self.temperature, self.seed)
