@@ -413,3 +413,59 @@ def test_example_overrides_compose_with_verls_trainer_config(algo, tiny):
     assert hydra.utils.get_class(entry._target_) is SearchEnvAgentLoop
     loop = make_loop(tiny[0], None, entry=entry)  # the file's keyword arguments reach the loop
     assert (loop.max_turn_tokens, loop.max_obs_tokens, loop.search_timeout) == (500, 500, 60.0)
+
+
+# --- the other env ids -------------------------------------------------------------------------
+@pytest.fixture()
+def env_setup(request, tmp_path):
+    """(env id, env kwargs (JSON-able, as a row stores them), search action, text the results
+    must show) for each kind of engine, each on a real local backend."""
+    from search_envs.corpus import embedded_subset_path
+
+    kind = request.param
+    if kind in ("dense", "hybrid"):
+        request.getfixturevalue("tmp_cache")  # the index of this small corpus is built into a fresh cache
+        corpus = str(embedded_subset_path(60, include=("Hamlet", "Tokyo")))
+        env_id = "SearchEnvs/WikiDense-v0" if kind == "dense" else "SearchEnvs/WikiHybrid-v0"
+        yield env_id, {"tasks": "ramp:train", "corpus": corpus}, "<search> tragedy Hamlet </search>", 'Title: "Hamlet"'
+    elif kind == "sim":
+        from openai_server import running_server
+
+        from search_envs.generation import TransformersGenerator
+
+        with running_server(TransformersGenerator(num_threads=1)) as server:
+            yield "SearchEnvs/SimSearch-v0", {
+                "tasks": "ramp:train", "generator": "openai", "cache": str(tmp_path / "sim.sqlite"),
+                "generator_kwargs": {"base_url": server.base_url, "model": server.model_name},
+                "engine_kwargs": {"max_new_tokens": 24}, "top_k": 1,
+                "noise_schedule": {"name": "constant", "p": 0.0},
+            }, "<search> Hamlet </search>", "Doc 1"
+    else:  # the live-web env against local provider and page servers speaking their APIs
+        from test_web_env import KEYS
+        from web_servers import LocalWeb
+
+        tasks = tmp_path / "curie.jsonl"
+        tasks.write_text('{"id": "curie", "question": "Which element was discovered by Marie Curie?", '
+                         '"golden_answers": ["polonium"]}\n')
+        with LocalWeb() as web:
+            yield "SearchEnvs/WebSearch-v0", {
+                "tasks": str(tasks), "provider": "tavily",
+                "provider_options": {"api_key": KEYS["tavily"], "base_url": web.provider_base("tavily")},
+            }, '<tool_call>{"name": "web_search", "arguments": {"query": ["Eiffel tower"]}}</tool_call>', "Eiffel Tower"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_setup", ["dense", "hybrid", "sim", "web"], indirect=True)
+def test_every_kind_of_env_plays_through_the_loop(env_setup, smol_tokenizer):
+    import gymnasium as gym
+
+    env_id, env_kwargs, action, shown = env_setup
+    task_id = gym.make(env_id, **env_kwargs).unwrapped.tasks[0].id
+    answer = "<answer> x </answer>"
+    # a CPU simulator writing documents is slow on a shared machine: a generous search timeout
+    out = play(make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, [action, answer]), search_timeout=600),
+               row_kwargs(task_id, 0, env_id, env_kwargs))
+    env_text = smol_tokenizer.decode([t for t, m in zip(out.response_ids, out.response_mask) if m == 0])
+    assert shown in env_text and "Search failed" not in env_text
+    info = out.extra_fields["reward_extra_info"]
+    assert info["num_searches"] == 1 and info["num_actions"] == 2 and out.reward_score == 0.0
