@@ -469,3 +469,45 @@ def test_every_kind_of_env_plays_through_the_loop(env_setup, smol_tokenizer):
     assert shown in env_text and "Search failed" not in env_text
     info = out.extra_fields["reward_extra_info"]
     assert info["num_searches"] == 1 and info["num_actions"] == 2 and out.reward_score == 0.0
+
+
+# --- end to end through verl's own worker and dataset --------------------------------------------
+@pytest.mark.slow
+def test_verls_agent_loop_worker_runs_exported_rows(tmp_path):
+    """`search-envs data export-verl` rows, read by verl's RLHFDataset, run by verl's
+    AgentLoopWorker with the example config: verl's batch comes back with the env's rewards
+    as rm_scores, their components as reward extra keys and the step of the weights."""
+    import verl
+    from hydra import compose, initialize_config_dir
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+    from verl.protocol import DataProto
+    from verl.utils.dataset.rl_dataset import collate_fn
+
+    from search_envs.integrations.verl.dataset import export_verl
+    from search_envs.models import default_model_path, load_causal_lm
+
+    paths = export_verl("ramp:test", tmp_path, env_kwargs={"max_turns": 2}, test_fraction=0.1)
+    root = Path(__file__).resolve().parents[1]
+    printed = subprocess.run(
+        ["bash", "-c", f'DATA_DIR={tmp_path} BASE_MODEL={default_model_path()}; source examples/verl/common.sh; '
+                       'printf "%s\\n" "${COMMON_ARGS[@]}" "${GRPO_ARGS[@]}"'],
+        cwd=root, capture_output=True, text=True, check=True).stdout
+    overrides = [line for line in printed.splitlines() if line] + [
+        "data.max_prompt_length=1024", "data.max_response_length=48"]
+    with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=overrides)
+    model, tok = load_causal_lm(None, device="cpu")
+    worker = AgentLoopWorker(cfg, llm_client=ModelServer(SeededGenerator(model, tok, ()), global_steps=3))
+    dataset = RLHFDataset(str(paths["test"]), worker.tokenizer, cfg.data)
+    batch = DataProto.from_single_dict(collate_fn([dataset[i] for i in range(2)]))
+    batch.meta_info["global_steps"] = 3
+    out = asyncio.run(worker.generate_sequences(batch))
+    assert out.batch["responses"].shape == (2, 48)
+    assert out.meta_info["reward_extra_keys"][:2] == ["em", "num_searches"]
+    # the episode reward (here exact match, its only component) on the last response token
+    assert out.batch["rm_scores"].sum(-1).tolist() == [float(x) for x in out.non_tensor_batch["em"]]
+    assert ((out.batch["rm_scores"] != 0).sum(-1) <= 1).all()
+    assert list(out.non_tensor_batch["max_global_steps"]) == [3, 3]
+    # the policy tokens the worker trains on lie inside the response and start it
+    mask = out.batch["response_mask"]
+    assert (mask[:, 0] == 1).all() and (mask.sum(-1) > 0).all()

@@ -113,9 +113,10 @@ class SearchEnvAgentLoop(AgentLoopBase):
             ids = truncate_at_stop(output.token_ids, self.tokenizer, stop_strings, self.eos)[:budget]
             response_ids += ids
             response_mask += [1] * len(ids)
-            if want_logprobs:
-                got = list(output.log_probs or [])
-                logprobs += [float(x) for x in got[: len(ids)]] + [0.0] * max(0, len(ids) - len(got))
+            if want_logprobs and output.log_probs is not None and len(output.log_probs) >= len(ids):
+                logprobs += [float(x) for x in output.log_probs[: len(ids)]]
+            else:  # the server gave none: report none rather than made-up values
+                want_logprobs = False
             turns += 1
             action = self.tokenizer.decode(ids, skip_special_tokens=True)
             with simple_timer("tool_calls", metrics):
