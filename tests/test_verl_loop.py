@@ -85,16 +85,19 @@ class ModelServer:
 
 
 class ScriptedServer:
-    """Answers every turn with the next scripted action (for tests about the env side)."""
+    """Answers every turn with the next scripted action (for tests about the env side);
+    with `logprob`, reports that log-prob for every token."""
 
-    def __init__(self, tokenizer, actions: list[str], global_steps: int | None = None):
+    def __init__(self, tokenizer, actions: list[str], global_steps: int | None = None, logprob: float | None = None):
         self.tokenizer, self.actions, self.global_steps, self.turn = tokenizer, actions, global_steps, 0
+        self.logprob = logprob
 
     async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs) -> TokenOutput:
         text = self.actions[min(self.turn, len(self.actions) - 1)]
         self.turn += 1
         await asyncio.sleep(0)
-        return TokenOutput(token_ids=self.tokenizer.encode(text, add_special_tokens=False),
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return TokenOutput(token_ids=ids, log_probs=None if self.logprob is None else [self.logprob] * len(ids),
                            extra_fields={"global_steps": self.global_steps})
 
 
@@ -251,6 +254,20 @@ def test_answer_reward_and_components_are_the_envs(smol_tokenizer, wiki_tasks):
     # a wrong answer scores as the env scores it
     wrong = make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, ["<answer> zzz qqq </answer>"]))
     assert play(wrong, row_kwargs(task.id, 0, env_kwargs=env_kwargs)).reward_score == 0.0
+
+
+def test_rollout_logprobs_line_up_with_the_policy_tokens(smol_tokenizer, wiki_tasks):
+    actions = ["<search> Hamlet </search>", "<answer> x </answer>"]
+    params = {"temperature": 1.0, "logprobs": True}
+    out = play(make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, actions, logprob=-0.5)),
+               row_kwargs(wiki_tasks[0].id, 0), params)
+    assert len(out.response_logprobs) == len(out.response_ids)
+    assert [lp == -0.5 for lp in out.response_logprobs] == [m == 1 for m in out.response_mask]
+    assert 0 in out.response_mask
+    # a server that gives no log-probs: none reported, rather than zeros
+    silent = play(make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, actions)), row_kwargs(wiki_tasks[0].id, 0),
+                  params)
+    assert silent.response_logprobs is None and silent.response_ids == out.response_ids
 
 
 def test_curriculum_follows_verls_global_step(smol_tokenizer, wiki_tasks):
