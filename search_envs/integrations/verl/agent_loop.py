@@ -29,8 +29,13 @@ import secrets
 from typing import Any
 from uuid import uuid4
 
-from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
-from verl.utils.profiler import simple_timer
+try:
+    from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
+    from verl.utils.profiler import simple_timer
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"the verl agent loop needs verl>=0.9.1,<0.10 ({exc}): pip install 'search-envs[verl]' (docs/verl.md)"
+    ) from exc
 
 from search_envs.agents.rollout import encode_prompt, eos_ids, truncate_at_stop
 from search_envs.integrations.verl import AGENT_NAME
