@@ -528,3 +528,26 @@ def test_verls_agent_loop_worker_runs_exported_rows(tmp_path):
     # the policy tokens the worker trains on lie inside the response and start it
     mask = out.batch["response_mask"]
     assert (mask[:, 0] == 1).all() and (mask.sum(-1) > 0).all()
+
+
+@pytest.mark.slow
+def test_launch_script_serves_exports_and_builds_a_valid_verl_command(tmp_path):
+    """examples/verl/train.sh with DRY_RUN=1: starts `search-envs serve`, waits for it,
+    exports the rows against it, and prints a verl command whose overrides compose."""
+    import verl
+    from hydra import compose, initialize_config_dir
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, DRY_RUN="1", PYTHON=sys.executable, DATA_DIR=str(tmp_path), PORT=str(free_port()),
+               TASKS="ramp:test", TEST_TASKS="ramp:test", PYTHONPATH=str(root))
+    done = subprocess.run(["bash", "examples/verl/train.sh", "grpo", "trainer.total_training_steps=3"], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    command = [line for line in done.stdout.splitlines() if line]
+    assert command[:3] == [sys.executable, "-m", "verl.trainer.main_ppo"]
+    with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=command[3:])
+    assert cfg.trainer.total_training_steps == 3 and cfg.actor_rollout_ref.rollout.n == 5
+    rows = __import__("pandas").read_parquet(cfg.data.train_files)
+    kwargs = __import__("json").loads(rows.iloc[0]["extra_info"]["env_kwargs"])
+    assert kwargs["engine"] == f"http://127.0.0.1:{env['PORT']}/retrieve" and kwargs["max_turns"] == 3
