@@ -91,3 +91,13 @@ def test_compute_score_without_an_answer_and_with_defaults():
     assert compute_score("nq", "<answer> paris </answer>", {"target": ["Paris"]})["score"] == 1.0  # em, search_r1
     with pytest.raises(ValueError):
         compute_score("nq", "x", ["a"], {"env_kwargs": json.dumps({"reward": "nope"})})
+
+
+def test_the_agent_loop_without_verl_says_how_to_install_it():
+    try:
+        import verl.experimental.agent_loop  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"search-envs\[verl\]"):
+            import search_envs.integrations.verl.agent_loop  # noqa: F401
+    else:
+        pytest.skip("verl is installed here (the verl environment tests the loop itself)")

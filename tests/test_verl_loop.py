@@ -85,16 +85,19 @@ class ModelServer:
 
 
 class ScriptedServer:
-    """Answers every turn with the next scripted action (for tests about the env side)."""
+    """Answers every turn with the next scripted action (for tests about the env side);
+    with `logprob`, reports that log-prob for every token."""
 
-    def __init__(self, tokenizer, actions: list[str], global_steps: int | None = None):
+    def __init__(self, tokenizer, actions: list[str], global_steps: int | None = None, logprob: float | None = None):
         self.tokenizer, self.actions, self.global_steps, self.turn = tokenizer, actions, global_steps, 0
+        self.logprob = logprob
 
     async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs) -> TokenOutput:
         text = self.actions[min(self.turn, len(self.actions) - 1)]
         self.turn += 1
         await asyncio.sleep(0)
-        return TokenOutput(token_ids=self.tokenizer.encode(text, add_special_tokens=False),
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return TokenOutput(token_ids=ids, log_probs=None if self.logprob is None else [self.logprob] * len(ids),
                            extra_fields={"global_steps": self.global_steps})
 
 
@@ -251,6 +254,20 @@ def test_answer_reward_and_components_are_the_envs(smol_tokenizer, wiki_tasks):
     # a wrong answer scores as the env scores it
     wrong = make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, ["<answer> zzz qqq </answer>"]))
     assert play(wrong, row_kwargs(task.id, 0, env_kwargs=env_kwargs)).reward_score == 0.0
+
+
+def test_rollout_logprobs_line_up_with_the_policy_tokens(smol_tokenizer, wiki_tasks):
+    actions = ["<search> Hamlet </search>", "<answer> x </answer>"]
+    params = {"temperature": 1.0, "logprobs": True}
+    out = play(make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, actions, logprob=-0.5)),
+               row_kwargs(wiki_tasks[0].id, 0), params)
+    assert len(out.response_logprobs) == len(out.response_ids)
+    assert [lp == -0.5 for lp in out.response_logprobs] == [m == 1 for m in out.response_mask]
+    assert 0 in out.response_mask
+    # a server that gives no log-probs: none reported, rather than zeros
+    silent = play(make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, actions)), row_kwargs(wiki_tasks[0].id, 0),
+                  params)
+    assert silent.response_logprobs is None and silent.response_ids == out.response_ids
 
 
 def test_curriculum_follows_verls_global_step(smol_tokenizer, wiki_tasks):
@@ -413,3 +430,124 @@ def test_example_overrides_compose_with_verls_trainer_config(algo, tiny):
     assert hydra.utils.get_class(entry._target_) is SearchEnvAgentLoop
     loop = make_loop(tiny[0], None, entry=entry)  # the file's keyword arguments reach the loop
     assert (loop.max_turn_tokens, loop.max_obs_tokens, loop.search_timeout) == (500, 500, 60.0)
+
+
+# --- the other env ids -------------------------------------------------------------------------
+@pytest.fixture()
+def env_setup(request, tmp_path):
+    """(env id, env kwargs (JSON-able, as a row stores them), search action, text the results
+    must show) for each kind of engine, each on a real local backend."""
+    from search_envs.corpus import embedded_subset_path
+
+    kind = request.param
+    if kind in ("dense", "hybrid"):
+        request.getfixturevalue("tmp_cache")  # the index of this small corpus is built into a fresh cache
+        corpus = str(embedded_subset_path(60, include=("Hamlet", "Tokyo")))
+        env_id = "SearchEnvs/WikiDense-v0" if kind == "dense" else "SearchEnvs/WikiHybrid-v0"
+        yield env_id, {"tasks": "ramp:train", "corpus": corpus}, "<search> tragedy Hamlet </search>", 'Title: "Hamlet"'
+    elif kind == "sim":
+        from openai_server import running_server
+
+        from search_envs.generation import TransformersGenerator
+
+        with running_server(TransformersGenerator(num_threads=1)) as server:
+            yield "SearchEnvs/SimSearch-v0", {
+                "tasks": "ramp:train", "generator": "openai", "cache": str(tmp_path / "sim.sqlite"),
+                "generator_kwargs": {"base_url": server.base_url, "model": server.model_name},
+                "engine_kwargs": {"max_new_tokens": 24}, "top_k": 1,
+                "noise_schedule": {"name": "constant", "p": 0.0},
+            }, "<search> Hamlet </search>", "Doc 1"
+    else:  # the live-web env against local provider and page servers speaking their APIs
+        from test_web_env import KEYS
+        from web_servers import LocalWeb
+
+        tasks = tmp_path / "curie.jsonl"
+        tasks.write_text('{"id": "curie", "question": "Which element was discovered by Marie Curie?", '
+                         '"golden_answers": ["polonium"]}\n')
+        with LocalWeb() as web:
+            yield "SearchEnvs/WebSearch-v0", {
+                "tasks": str(tasks), "provider": "tavily",
+                "provider_options": {"api_key": KEYS["tavily"], "base_url": web.provider_base("tavily")},
+            }, '<tool_call>{"name": "web_search", "arguments": {"query": ["Eiffel tower"]}}</tool_call>', "Eiffel Tower"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_setup", ["dense", "hybrid", "sim", "web"], indirect=True)
+def test_every_kind_of_env_plays_through_the_loop(env_setup, smol_tokenizer):
+    import gymnasium as gym
+
+    env_id, env_kwargs, action, shown = env_setup
+    task_id = gym.make(env_id, **env_kwargs).unwrapped.tasks[0].id
+    answer = "<answer> x </answer>"
+    # a CPU simulator writing documents is slow on a shared machine: a generous search timeout
+    out = play(make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, [action, answer]), search_timeout=600),
+               row_kwargs(task_id, 0, env_id, env_kwargs))
+    env_text = smol_tokenizer.decode([t for t, m in zip(out.response_ids, out.response_mask) if m == 0])
+    assert shown in env_text and "Search failed" not in env_text
+    info = out.extra_fields["reward_extra_info"]
+    assert info["num_searches"] == 1 and info["num_actions"] == 2 and out.reward_score == 0.0
+
+
+# --- end to end through verl's own worker and dataset --------------------------------------------
+@pytest.mark.slow
+def test_verls_agent_loop_worker_runs_exported_rows(tmp_path):
+    """`search-envs data export-verl` rows, read by verl's RLHFDataset, run by verl's
+    AgentLoopWorker with the example config: verl's batch comes back with the env's rewards
+    as rm_scores, their components as reward extra keys and the step of the weights."""
+    import verl
+    from hydra import compose, initialize_config_dir
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+    from verl.protocol import DataProto
+    from verl.utils.dataset.rl_dataset import collate_fn
+
+    from search_envs.integrations.verl.dataset import export_verl
+    from search_envs.models import default_model_path, load_causal_lm
+
+    paths = export_verl("ramp:test", tmp_path, env_kwargs={"max_turns": 2}, test_fraction=0.1)
+    root = Path(__file__).resolve().parents[1]
+    printed = subprocess.run(
+        ["bash", "-c", f'DATA_DIR={tmp_path} BASE_MODEL={default_model_path()}; source examples/verl/common.sh; '
+                       'printf "%s\\n" "${COMMON_ARGS[@]}" "${GRPO_ARGS[@]}"'],
+        cwd=root, capture_output=True, text=True, check=True).stdout
+    overrides = [line for line in printed.splitlines() if line] + [
+        "data.max_prompt_length=1024", "data.max_response_length=48"]
+    with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=overrides)
+    model, tok = load_causal_lm(None, device="cpu")
+    worker = AgentLoopWorker(cfg, llm_client=ModelServer(SeededGenerator(model, tok, ()), global_steps=3))
+    dataset = RLHFDataset(str(paths["test"]), worker.tokenizer, cfg.data)
+    batch = DataProto.from_single_dict(collate_fn([dataset[i] for i in range(2)]))
+    batch.meta_info["global_steps"] = 3
+    out = asyncio.run(worker.generate_sequences(batch))
+    assert out.batch["responses"].shape == (2, 48)
+    assert out.meta_info["reward_extra_keys"][:2] == ["em", "num_searches"]
+    # the episode reward (here exact match, its only component) on the last response token
+    assert out.batch["rm_scores"].sum(-1).tolist() == [float(x) for x in out.non_tensor_batch["em"]]
+    assert ((out.batch["rm_scores"] != 0).sum(-1) <= 1).all()
+    assert list(out.non_tensor_batch["max_global_steps"]) == [3, 3]
+    # the policy tokens the worker trains on lie inside the response and start it
+    mask = out.batch["response_mask"]
+    assert (mask[:, 0] == 1).all() and (mask.sum(-1) > 0).all()
+
+
+@pytest.mark.slow
+def test_launch_script_serves_exports_and_builds_a_valid_verl_command(tmp_path):
+    """examples/verl/train.sh with DRY_RUN=1: starts `search-envs serve`, waits for it,
+    exports the rows against it, and prints a verl command whose overrides compose."""
+    import verl
+    from hydra import compose, initialize_config_dir
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, DRY_RUN="1", PYTHON=sys.executable, DATA_DIR=str(tmp_path), PORT=str(free_port()),
+               TASKS="ramp:test", TEST_TASKS="ramp:test", PYTHONPATH=str(root))
+    done = subprocess.run(["bash", "examples/verl/train.sh", "grpo", "trainer.total_training_steps=3"], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    command = [line for line in done.stdout.splitlines() if line]
+    assert command[:3] == [sys.executable, "-m", "verl.trainer.main_ppo"]
+    with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=command[3:])
+    assert cfg.trainer.total_training_steps == 3 and cfg.actor_rollout_ref.rollout.n == 5
+    rows = __import__("pandas").read_parquet(cfg.data.train_files)
+    kwargs = __import__("json").loads(rows.iloc[0]["extra_info"]["env_kwargs"])
+    assert kwargs["engine"] == f"http://127.0.0.1:{env['PORT']}/retrieve" and kwargs["max_turns"] == 3

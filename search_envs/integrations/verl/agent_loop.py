@@ -29,8 +29,13 @@ import secrets
 from typing import Any
 from uuid import uuid4
 
-from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
-from verl.utils.profiler import simple_timer
+try:
+    from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
+    from verl.utils.profiler import simple_timer
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"the verl agent loop needs verl>=0.9.1,<0.10 ({exc}): pip install 'search-envs[verl]' (docs/verl.md)"
+    ) from exc
 
 from search_envs.agents.rollout import encode_prompt, eos_ids, truncate_at_stop
 from search_envs.integrations.verl import AGENT_NAME
@@ -113,9 +118,10 @@ class SearchEnvAgentLoop(AgentLoopBase):
             ids = truncate_at_stop(output.token_ids, self.tokenizer, stop_strings, self.eos)[:budget]
             response_ids += ids
             response_mask += [1] * len(ids)
-            if want_logprobs:
-                got = list(output.log_probs or [])
-                logprobs += [float(x) for x in got[: len(ids)]] + [0.0] * max(0, len(ids) - len(got))
+            if want_logprobs and output.log_probs is not None and len(output.log_probs) >= len(ids):
+                logprobs += [float(x) for x in output.log_probs[: len(ids)]]
+            else:  # the server gave none: report none rather than made-up values
+                want_logprobs = False
             turns += 1
             action = self.tokenizer.decode(ids, skip_special_tokens=True)
             with simple_timer("tool_calls", metrics):
