@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--pyserini-python", default=os.environ.get("PYSERINI_PYTHON", "/work/venvs/pyserini/bin/python"))
     parser.add_argument("--workdir", default=None, help="where corpora and indexes go (default: a temp dir)")
     parser.add_argument("--memory-mb", type=int, default=1024)
+    parser.add_argument("--queries", type=int, default=0, help="use only the first N questions (0: all)")
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
 
@@ -151,7 +152,7 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bm25-vs-pyserini-"))
     work.mkdir(parents=True, exist_ok=True)
-    queries = questions()
+    queries = questions()[: args.queries or None]
     qfile = work / "queries.json"
     qfile.write_text(json.dumps(queries))
     corpora: list[tuple[str, Path]] = []
@@ -187,6 +188,8 @@ def main() -> None:
             "ours index MiB": ours_build["index MiB"], "Lucene index MiB": lucene_build["index_bytes"] / 2**20,
         })
         print(markdown_table(agree_rows[-1:], list(agree_rows[-1])), flush=True)
+        print(markdown_table(speed_rows[-2:], list(speed_rows[-2])), flush=True)
+        (work / "results.json").write_text(json.dumps({"agreement": agree_rows, "speed": speed_rows}, indent=1))
     agree = markdown_table(agree_rows, ["corpus", "passages", "queries", "top-1 agreement", "Jaccard@10"])
     speed_cols = ["corpus", "passages", "k", "ours q/s (all at once)", "ours q/s (batches of 64)", "Pyserini q/s (threads=2)",
                   "ours / Pyserini", "Pyserini q/s without text"]

@@ -27,7 +27,7 @@ from benchmarks.report import append_readme, markdown_table, out_dir  # noqa: E4
 from search_envs.corpus import embedded_corpus_path, embedded_subset_path  # noqa: E402
 from search_envs.data import embedded_articles  # noqa: E402
 from search_envs.engines import cached_index_dir  # noqa: E402
-from search_envs.engines.bm25 import tokenize  # noqa: E402
+from benchmarks.bm25s_baseline import raw_bm25s  # noqa: E402
 from search_envs.index import build_index, load_index  # noqa: E402
 
 
@@ -47,8 +47,8 @@ def bench_bm25(corpus: Path, queries: list[str], k: int, repeats: int, work: Pat
     build_s = best_of(1, lambda: build_index(corpus, "bm25", work / "bm25", show_progress=False))
     engine = load_index(work / "bm25")
     batched, single = query_rates(engine, queries, k, repeats)
-    retriever, stemmer = engine.retriever, engine.stemmer
-    raw = best_of(repeats, lambda: retriever.retrieve(tokenize(queries, stemmer), k=k, show_progress=False))
+    retrieve = raw_bm25s(engine)
+    raw = best_of(repeats, lambda: retrieve(queries, k))
     wrapped = best_of(repeats, lambda: engine.search(queries, k))
     row = {"engine": "bm25", "passages": len(engine.store), "build s": build_s, "passages/s (build)": len(engine.store) / build_s,
            "q/s batched": batched, "q/s one-by-one": single, "batched / one-by-one": batched / single,

@@ -29,6 +29,7 @@ LUCENE_ANALYZED = [
     ("Meshhed, desiccated paléontologie İzmir's", ["mesh", "desicc", "paléontologi", "izmir"]),
     ("(509\u200d–\u200d27 \u20603/4\u2060, bonds\u2060\u200d—\u200dthat", ["509\u200d", "27", "3", "4\u2060", "bonds\u2060\u200d"]),
     ("Rashi (רש\"י), ″̶. x² 1.a", ["rashi", "רש\"י", "x", "1"]),
+    ("E♭ major, the mass of the Sun (M☉) © _ a_b Ⅻ", ["e", "♭", "major", "mass", "sun", "m", "☉", "©", "a_b", "ⅻ"]),
 ]
 
 
