@@ -41,7 +41,7 @@ def test_ivfpq_with_rerank_ranks_like_flat(minilm_passages, tmp_path):
     assert [[d.id for d in docs] for docs in got] == [[d.id for d in docs] for docs in want]
     np.testing.assert_allclose([d.score for docs in got for d in docs], [d.score for docs in want for d in docs],
                                atol=2e-3)  # float16 vectors
-    no_rerank = load_index(build_index(corpus, "dense", tmp_path / "pq0", faiss="ivfpq", nlist=2, pq_m=48, nprobe=2,
+    no_rerank = load_index(build_index(corpus, "dense", tmp_path / "pq0", faiss="ivfpq", nlist=2, pq_m=48, nprobe=2, rerank=0,
                                        encoder=encoder, show_progress=False), encoder=encoder)
     assert not (no_rerank.directory / VECTORS_FILE).exists()
     for engine in (flat, pq, no_rerank):

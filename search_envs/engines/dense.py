@@ -146,8 +146,8 @@ class DenseEngine(StoreEngine):
         nlist: int | None = None,
         pq_m: int | None = None,
         pq_bits: int | None = None,
-        nprobe: int = 16,
-        rerank: int = 0,
+        nprobe: int = 64,
+        rerank: int = 100,
         show_progress: bool = True,
     ) -> dict[str, Any]:
         """Encode the store in `directory` and write the faiss index; returns manifest fields."""
