@@ -43,7 +43,8 @@ class DataItem:
     """One thing `search-envs data get NAME` fetches.
 
     files: paths in the hub repo; assemble: "gunzip" (one .gz file), "concat" (parts in
-    order) or "" (the files are the result); output: the result's name in the item folder.
+    order) or "" (the files are the result); output: the result's name in the item folder;
+    approx_bytes: the download's size, for `data list`.
     """
 
     name: str
@@ -65,10 +66,10 @@ def _flashrag(name: str) -> DataItem:
 ITEMS: dict[str, DataItem] = {
     "wiki-18": DataItem("wiki-18", "Wikipedia Dec 2018, 21,015,324 100-word passages (Search-R1/FlashRAG corpus)",
                         "PeterJinGo/wiki-18-corpus", ("wiki-18.jsonl.gz",), "wiki-18.jsonl", "gunzip",
-                        approx_bytes=14_000_000_000),
+                        approx_bytes=5_123_307_260),  # the .gz, as FlashRAG's copy of the same file
     "wiki-18-e5-flat": DataItem("wiki-18-e5-flat", "Search-R1's faiss Flat index of wiki-18 with intfloat/e5-base-v2",
                                 "PeterJinGo/wiki-18-e5-index", ("part_aa", "part_ab"), "e5_Flat.index", "concat",
-                                approx_bytes=64_600_000_000),
+                                approx_bytes=64_600_000_000),  # 21,015,324 x 768 x 4 B
     **{name: _flashrag(name) for name in FLASHRAG_DEFAULT_SPLITS},
 }
 GROUPS = {"test-sets": tuple(FLASHRAG_DEFAULT_SPLITS), "searchr1": ("wiki-18", "wiki-18-e5-flat", *FLASHRAG_DEFAULT_SPLITS)}

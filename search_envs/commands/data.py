@@ -84,7 +84,7 @@ def run_list(args: argparse.Namespace) -> int:
     root = args.dir or hub.data_dir()
     print(f"data folder: {root}")
     for item in hub.ITEMS.values():
-        size = f"~{item.approx_bytes / 1e9:.0f} GB" if item.approx_bytes else ""
+        size = f"~{item.approx_bytes / 1e9:.0f} GB" if item.approx_bytes else ""  # download size
         print(f"  {item.name:<17} {hub.status(item, root):<8} {size:>8}  {item.description}  [{item.repo_id}]")
     for name, members in hub.GROUPS.items():
         print(f"  {name:<17} group: {', '.join(members)}")

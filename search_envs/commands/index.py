@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--pq-m", type=int, default=None)
     g.add_argument("--pq-bits", type=int, default=None)
     g.add_argument("--nprobe", type=int, default=None)
+    g.add_argument("--rerank", type=int, default=None,
+                   help="ivfpq: re-score this many candidates exactly from float16 vectors on disk (0: off)")
     b.set_defaults(func=run_build)
 
     i = cmds.add_parser("info", help="print an index's manifest and verify its files")
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 PARAMS = ("passage_words", "scheme", "k1", "b", "memory_mb", "model", "faiss", "query_prefix", "passage_prefix", "batch_size", "device",
-          "hnsw_m", "ef_construction", "ef_search", "nlist", "pq_m", "pq_bits", "nprobe")
+          "hnsw_m", "ef_construction", "ef_search", "nlist", "pq_m", "pq_bits", "nprobe", "rerank")
 
 
 def run_build(args: argparse.Namespace) -> int:

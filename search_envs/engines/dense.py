@@ -2,7 +2,8 @@
 
 Vectors are L2-normalised, so inner product is cosine similarity. Index types:
 `flat` (exact, the default), `hnsw` (graph; `hnsw_m`, `ef_construction`,
-`ef_search`) and `ivfpq` (compressed; `nlist`, `pq_m`, `pq_bits`, `nprobe`).
+`ef_search`) and `ivfpq` (compressed; `nlist`, `pq_m`, `pq_bits`, `nprobe`, and `rerank`:
+that many candidates re-scored exactly with float16 vectors kept on disk, memory-mapped).
 Query/passage prefixes follow the model family (e5: "query: "/"passage: ",
 bge: an instruction on queries) unless given.
 """
@@ -23,6 +24,7 @@ from search_envs.engines import StoreEngine
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 INDEX_FILE = "faiss.index"
+VECTORS_FILE = "vectors.f16.npy"  # ivfpq with rerank: exact vectors on disk, read only for the candidates
 FAISS_TYPES = ("flat", "hnsw", "ivfpq")
 BGE_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 
@@ -116,6 +118,8 @@ class DenseEngine(StoreEngine):
         self.batch_size = batch_size
         self.index = faiss.read_index(str(directory / INDEX_FILE))
         set_search_params(self.index, ef_search or params.get("ef_search"), nprobe or params.get("nprobe"))
+        self.rerank = int(params.get("rerank") or 0)
+        self.vectors = np.load(directory / VECTORS_FILE, mmap_mode="r") if self.rerank else None
         if self.manifest.get("store") == "corpus_file":  # an imported index reads the original corpus
             from search_envs.index_import import CorpusFileStore
 
@@ -145,7 +149,8 @@ class DenseEngine(StoreEngine):
         nlist: int | None = None,
         pq_m: int | None = None,
         pq_bits: int | None = None,
-        nprobe: int = 16,
+        nprobe: int = 64,
+        rerank: int = 100,
         show_progress: bool = True,
     ) -> dict[str, Any]:
         """Encode the store in `directory` and write the faiss index; returns manifest fields."""
@@ -173,6 +178,9 @@ class DenseEngine(StoreEngine):
         if vectors is not None:
             index.train(vectors)
             index.add(vectors)
+            if rerank:
+                np.save(directory / VECTORS_FILE, vectors.astype(np.float16))
+                params["rerank"] = int(rerank)
         params.update({"ef_search": ef_search} if faiss_type == "hnsw" else {})
         params.update({"nprobe": nprobe} if faiss_type == "ivfpq" else {})
         _write_index(index, directory / INDEX_FILE)
@@ -187,8 +195,24 @@ class DenseEngine(StoreEngine):
 
     def search_rows(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """faiss pads with -1 when an approximate index finds fewer than k."""
-        scores, rows = self.index.search(self.encode_queries(queries), k)
-        return rows, scores
+        vectors = self.encode_queries(queries)
+        if not self.rerank:
+            scores, rows = self.index.search(vectors, k)
+            return rows, scores
+        _, candidates = self.index.search(vectors, max(k, self.rerank))
+        return rerank_exact(candidates, vectors, self.vectors, k)
+
+
+def rerank_exact(candidates: np.ndarray, queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, scores) of the k best candidates by exact inner product with their stored
+    vectors (a memory-mapped array: only the candidates' rows are read); -1 pads stay last."""
+    safe = np.maximum(candidates, 0)
+    exact = np.einsum("qkd,qd->qk", np.asarray(vectors[safe], dtype=np.float32), queries)
+    exact[candidates < 0] = -np.inf
+    order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+    rows = np.take_along_axis(candidates, order, axis=1)
+    scores = np.take_along_axis(exact, order, axis=1)
+    return rows, np.where(rows < 0, 0.0, scores).astype(np.float32)
 
 
 def _write_index(index: Any, path: Path) -> None:
