@@ -1,7 +1,7 @@
 """Does a noise curriculum matter? ZeroSearch's claim, tested on CPU with the tiny agent.
 
-The tiny agent of agents/tiny_search.py (a ~0.1M-parameter Llama, cold-started by SFT on
-`synth_teacher` trajectories) is trained with GRPO on single-hop SynthWorld, searching
+The tiny agent of agents/tiny_search.py (a word-level Llama of ~0.15M parameters,
+cold-started by SFT on `synth_teacher` trajectories; its sizes and learning rates) is trained with GRPO on single-hop SynthWorld, searching
 through `SearchEnvs/SynthSim-v0` (the exact ZeroSearch-style simulator: useful documents
 are the true facts, noisy ones irrelevant, false or partially true), under four noise
 conditions, from the same SFT checkpoint per seed:
@@ -16,7 +16,7 @@ greedily on the held-out entities with clean search and with each noise kind alo
 p = 0.5 per search. Writes bench_out/zerosearch/{results.json, curves.png, robustness.png}.
 
     OMP_NUM_THREADS=1 python benchmarks/zerosearch_curriculum.py             # 3 seeds
-    OMP_NUM_THREADS=1 python benchmarks/zerosearch_curriculum.py --seeds 1 --grpo-steps 4 --no-readme  # smoke
+    OMP_NUM_THREADS=1 python benchmarks/zerosearch_curriculum.py --seeds 1 --jobs 1 --sft-epochs 2 --grpo-steps 2 --no-readme
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,6 @@ def evaluate_model(model, tokenizer, cfg, run, envs: dict[str, Any]) -> dict[str
     results = {}
     for name, env in envs.items():
         ids = [t.id for t in env.envs[0].tasks][: run.eval_episodes]
-        env.reset(seed=cfg.seed)
         results[name] = evaluate_in_training(greedy, tokenizer, env, ids, cfg)
     return results
 
@@ -102,44 +102,52 @@ def evaluate_policy(policy_name: str, run) -> dict[str, dict[str, float]]:
     return out
 
 
-def one_seed(seed: int, args, work: Path) -> dict[str, Any]:
-    """SFT once, then GRPO under every condition from the same start; evaluate all."""
-    from dataclasses import replace
-
+def one_seed(seed: int, args) -> dict[str, Any]:
+    """SFT once on synth_teacher trajectories, then GRPO under every condition from the
+    same start; evaluate the start and every result the same way."""
     import gymnasium as gym
 
     from search_envs.agents.tiny import tiny_llama, torch_threads
-    from search_envs.agents.tiny_search import TinySearchRun, make_tokenizer, train_config
+    from search_envs.agents.tiny_search import TinySearchRun, _config, make_tokenizer
     from search_envs.agents.train import train
     from search_envs.commands.collect import collect
     from search_envs.policies import make_policy
 
     run = TinySearchRun(seed=seed, grpo_steps=args.grpo_steps, eval_episodes=args.eval_episodes,
                         sft_epochs=args.sft_epochs)
-    out = work / f"seed{seed}"
+    out = Path(args.out) / f"seed{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = make_tokenizer(run)
+    tokenizer = make_tokenizer(replace(run, seed=0))  # over the env's world (world seed 0 for every run seed)
+
+    def config(path: Path, **overrides):
+        return _config(run, path, env_id="SearchEnvs/SynthSim-v0", env_kwargs=sim_kwargs(run, "train", None),
+                       eval_tasks=None, actor_warmup_ratio=0.0, progress=False, **overrides)
+
     model = tiny_llama(len(tokenizer), hidden_size=run.hidden_size, layers=run.layers, heads=run.heads, seed=seed,
                        max_positions=1024)
     result: dict[str, Any] = {"seed": seed, "conditions": {}}
     with torch_threads(1):
         teacher_env = gym.make("SearchEnvs/SynthSim-v0", **sim_kwargs(run, "train", None))
         data = out / "teacher.jsonl"
-        result["teacher"] = collect(make_policy("synth_teacher"), teacher_env, len(teacher_env.unwrapped.tasks), data,
-                                    only_correct=True, seed=seed, batch_size=32, progress=False)
+        result["teacher_data"] = collect(make_policy("synth_teacher"), teacher_env, len(teacher_env.unwrapped.tasks),
+                                         data, only_correct=True, seed=seed, batch_size=32, progress=False)
         t0 = time.perf_counter()
-        sft_cfg = train_config(run, out / "sft", algo="sft", data=str(data), eval_tasks=None, progress=False)
-        train(sft_cfg, model=model, tokenizer=tokenizer)
+        train(config(out / "sft", algo="sft", data=str(data), sft_epochs=run.sft_epochs, sft_lr=run.sft_lr,
+                         sft_batch_size=run.sft_batch_size), model=model, tokenizer=tokenizer)
         result["sft_seconds"] = time.perf_counter() - t0
         eval_envs = {name: sim_vec(min(run.eval_episodes, 64), **kw) for name, kw in eval_settings(run).items()}
-        grpo_base = train_config(run, out, algo="grpo", eval_tasks=None, progress=False)
-        result["sft"] = evaluate_model(model, tokenizer, grpo_base, run, eval_envs)
+        grpo = config(out / "grpo", algo="grpo", total_steps=run.grpo_steps, actor_lr=run.grpo_lr,
+                          questions_per_step=run.questions_per_step, group_size=run.group_size,
+                          mini_batch_size=run.questions_per_step, kl_coef=0.0, entropy_coef=0.0,
+                          save_every=10 * run.grpo_steps)
+        result["sft"] = evaluate_model(model, tokenizer, grpo, run, eval_envs)
+        print(f"seed {seed} SFT start: held-out EM " + ", ".join(f"{k} {v['em']:.2f}" for k, v in result["sft"].items()),
+              flush=True)
         start = copy.deepcopy(model.state_dict())
         for name, schedule in CONDITIONS.items():
             t0 = time.perf_counter()
             model.load_state_dict(start)
-            cfg = replace(grpo_base, output_dir=str(out / name), env_id="SearchEnvs/SynthSim-v0",
-                          env_kwargs=sim_kwargs(run, "train", schedule))
+            cfg = replace(grpo, output_dir=str(out / name), env_kwargs=sim_kwargs(run, "train", schedule))
             env = sim_vec(cfg.questions_per_step * cfg.group_size, **cfg.env_kwargs)
             rows = train(cfg, model=model, tokenizer=tokenizer, env=env)
             result["conditions"][name] = {
@@ -147,7 +155,7 @@ def one_seed(seed: int, args, work: Path) -> dict[str, Any]:
                 "eval": evaluate_model(model, tokenizer, cfg, run, eval_envs),
                 "seconds": time.perf_counter() - t0,
             }
-            print(f"seed {seed} {name}: " + ", ".join(
+            print(f"seed {seed} {name}: held-out EM " + ", ".join(
                 f"{k} {v['em']:.2f}" for k, v in result["conditions"][name]["eval"].items()), flush=True)
     for policy in ("synth_teacher", "majority"):
         result[policy] = evaluate_policy(policy, run)
@@ -228,16 +236,24 @@ def table(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--grpo-steps", type=int, default=20)
-    p.add_argument("--sft-epochs", type=int, default=6)
+    p.add_argument("--grpo-steps", type=int, default=30)
+    p.add_argument("--sft-epochs", type=int, default=60)
+    p.add_argument("--jobs", type=int, default=3, help="seeds run in parallel processes (one torch thread each)")
     p.add_argument("--eval-episodes", type=int, default=64)
     p.add_argument("--out", default=None, help="output folder (default bench_out/zerosearch)")
     p.add_argument("--no-readme", action="store_true")
     args = p.parse_args(argv)
     work = Path(args.out) if args.out else out_dir() / "zerosearch"
     work.mkdir(parents=True, exist_ok=True)
+    args.out = str(work)
     t0 = time.perf_counter()
-    results = [one_seed(seed, args, work) for seed in range(args.seeds)]
+    if args.jobs > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(min(args.jobs, args.seeds)) as pool:
+            results = pool.starmap(one_seed, [(seed, args) for seed in range(args.seeds)])
+    else:
+        results = [one_seed(seed, args) for seed in range(args.seeds)]
     minutes = (time.perf_counter() - t0) / 60
     (work / "results.json").write_text(json.dumps(results, indent=1))
     plot_curves(results, work / "curves.png")

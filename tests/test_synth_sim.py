@@ -52,6 +52,8 @@ def test_useful_documents_state_the_true_facts(world):
         for attr, value in entity.attrs.items():  # every true fact, in the world's own wording
             assert fact_sentence(entity, attr, value) in docs[0].text
         assert substring_match(docs[0].text, task.answers)
+        relation = task.metadata["relation"]  # the asked fact leads, as a snippet would
+        assert docs[0].text.startswith(fact_sentence(entity, relation, entity.attrs[relation]))
     assert engine.stats["useful"] == len(tasks)
 
 
@@ -64,7 +66,7 @@ def test_false_documents_never_hold_the_answer_and_state_a_wrong_value(world):
         assert docs and not substring_match(text_of(docs), task.answers), task.question
         first = docs[0]
         assert first.title == entity.name and first.id == f"synthsim-false-{entity.id}"
-        wrong = [v for v in engine._values[attr] if v != truth and fact_sentence(entity, attr, v) in first.text]
+        wrong = [v for v in engine._values[attr] if v != truth and first.text.startswith(fact_sentence(entity, attr, v))]
         assert len(wrong) == 1, (task.question, first.text)  # the same attribute, one wrong value
         for a, v in entity.attrs.items():  # every attribute of a false document is false
             assert fact_sentence(entity, a, v) not in first.text

@@ -5,7 +5,8 @@ the truth is known, so the same two kinds can be written without an LLM, exactly
 
 - useful: the true facts of the entities the query names (full name or nickname;
   entities sharing a name word with the query, such as near-namesakes, fill the
-  remaining ranks, as a retriever would surface them);
+  remaining ranks, as a retriever would surface them), the fact the question asks
+  about first when the engine may read the answer (as a snippet leads with the match);
 - noisy, in kinds a user picks (`noise_kinds`):
   ``irrelevant`` (true facts of entities the query does not name),
   ``false`` (the named entities' attributes, every one with a wrong value of the same
@@ -142,8 +143,15 @@ class SynthSimEngine(SearchEngine):
                 if v != true_value and not (answers and substring_match(str(v), answers))]
         return rng.choice(pool) if pool else true_value
 
+    def _facts(self, entity: Entity, answers: Sequence[str]) -> dict[str, Any]:
+        """The entity's facts, the one the question asks about first (when the answer is
+        known), as a search snippet leads with the sentence that matches."""
+        asked = self._answer_attrs(entity, answers)
+        return {a: entity.attrs[a] for a in sorted(entity.attrs, key=lambda a: a not in asked)}
+
     def _falsified(self, entity: Entity, attrs: set[str], answers: Sequence[str], rng: random.Random) -> dict[str, Any]:
-        return {a: self._wrong_value(a, v, answers, rng) if a in attrs else v for a, v in entity.attrs.items()}
+        return {a: self._wrong_value(a, v, answers, rng) if a in attrs else v
+                for a, v in self._facts(entity, answers).items()}
 
     def _answer_attrs(self, entity: Entity, answers: Sequence[str]) -> set[str]:
         return {a for a, v in entity.attrs.items() if answers and substring_match(str(v), answers)}
@@ -167,10 +175,9 @@ class SynthSimEngine(SearchEngine):
             if kind == "false":
                 docs.append(self._document(e, self._falsified(e, set(e.attrs), answers, rng), "false", rank))
                 continue
-            attrs = list(e.attrs)
             false = self._answer_attrs(e, answers)
             if not false:  # the question is about another entity, or not known: a random half
-                false = set(rng.sample(attrs, max(1, len(attrs) // 2)))
+                false = set(rng.sample(list(e.attrs), max(1, len(e.attrs) // 2)))
             docs.append(self._document(e, self._falsified(e, false, answers, rng), "partial", rank))
         return docs
 
@@ -189,7 +196,7 @@ class SynthSimEngine(SearchEngine):
             named = self.named_entities(query, k)
             self.stats["no_entity"] += not named
             if not context.noisy:
-                results[i] = [self._document(e, dict(e.attrs), "useful", r) for r, e in enumerate(named)]
+                results[i] = [self._document(e, self._facts(e, answers), "useful", r) for r, e in enumerate(named)]
                 self.stats["useful"] += 1
                 continue
             rng = _stable_rng(self.seed, query, question, answers, k)
