@@ -4,6 +4,7 @@ export SEARCH_ENVS_DATA ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export OMP_NUM_THREADS ?= 1
+VERL_VENV ?= .venv-verl
 
 .PHONY: install demo test test-verl bench
 
@@ -20,12 +21,12 @@ install: .install.stamp
 demo: .install.stamp
 	$(PY) benchmarks/tiny_search.py --out bench_out/demo
 
-test: .install.stamp
+# The whole suite, then the verl integration's tests in a second environment (verl pins
+# transformers<5.11, README "verl"). CI runs exactly this.
+test: .install.stamp $(VERL_VENV)/.stamp
 	$(PY) -m pytest -q
+	$(VERL_VENV)/bin/python -m pytest -q tests/test_verl_loop.py tests/test_verl_data.py
 
-# The verl integration's tests, in a second environment: verl pins transformers<5.11
-# (README "verl"). CI runs this after `make test`.
-VERL_VENV ?= .venv-verl
 $(VERL_VENV)/.stamp: .install.stamp .ci/verl-env
 	.ci/verl-env "$$($(PY) -c 'import sys; print(sys.executable)')" $(VERL_VENV)
 	touch $@
