@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from search_envs.data import Article, cache_dir, embedded_articles
-from search_envs.store import STORE_OFFSETS, STORE_TEXT, Passage, PassageStore, write_store
+from search_envs.store import STORE_OFFSETS, STORE_TEXT, Passage, PassageStore, split_contents, write_store
 
 __all__ = ["Passage", "PassageStore", "write_store", "STORE_OFFSETS", "STORE_TEXT", "iter_passages", "parse_record"]
 
@@ -51,14 +51,6 @@ def chunk_words(text: str, words: int = PASSAGE_WORDS) -> list[str]:
     n = max(1, round(len(tokens) / words))
     bounds = np.linspace(0, len(tokens), n + 1).round().astype(int)
     return [" ".join(tokens[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def split_contents(contents: str) -> tuple[str, str]:
-    """(title, text) of a FlashRAG `contents` string: '"Title"\\ntext'."""
-    title, _, text = contents.partition("\n")
-    return title.strip().strip('"').strip(), text
-
-
 
 
 def _kilt_text(rec: dict[str, Any]) -> str:

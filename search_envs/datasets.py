@@ -206,7 +206,8 @@ def task_from_verl_row(row: Mapping[str, Any], fallback_id: str, where: str) -> 
     """One Search-R1 / verl parquet row as a Task.
 
     `prompt[0].content` is either the bare question (DeepResearcher) or a full
-    instruction prompt ending in 'Question: ...' (Search-R1); `ground_truth` is
+    instruction prompt ending in 'Question: ...' (Search-R1), read only when `extra_info.question`
+    (written by `export_verl`) does not give the question as is; `ground_truth` is
     {"target": [...]} (Search-R1) or answers joined by '<|answer_split|>'.
     """
     source = str(row.get("data_source") or "")
@@ -215,7 +216,10 @@ def task_from_verl_row(row: Mapping[str, Any], fallback_id: str, where: str) -> 
     content = prompt[0].get("content") if prompt and isinstance(prompt[0], Mapping) else None
     if not isinstance(content, str) or not content.strip():
         raise TaskFormatError(f"{where}: missing prompt[0].content")
-    question = question_from_prompt(content)
+    extra = row.get("extra_info") if isinstance(row.get("extra_info"), Mapping) else {}
+    question = extra.get("question")  # our exports keep it: the prompt may have changed it (a "?" added)
+    if not isinstance(question, str) or not question.strip():
+        question = question_from_prompt(content)
     reward_model = row.get("reward_model")
     if not isinstance(reward_model, Mapping) or reward_model.get("ground_truth") is None:
         raise TaskFormatError(f"{where}: missing reward_model.ground_truth")
@@ -227,7 +231,6 @@ def task_from_verl_row(row: Mapping[str, Any], fallback_id: str, where: str) -> 
     answers = clean_answers(truth)
     if not answers:
         raise TaskFormatError(f"{where}: reward_model.ground_truth holds no answer")
-    extra = row.get("extra_info") if isinstance(row.get("extra_info"), Mapping) else {}
     task_id = row.get("id") or extra.get("index")
     task_id = fallback_id if task_id is None or task_id == "" else str(task_id)
     return Task(task_id, question, answers, source=source, metadata={"row": fallback_id})

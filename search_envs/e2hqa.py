@@ -91,9 +91,12 @@ class SearchLLMDescriber:
 
 
 class CorpusDescriptionDescriber:
-    """LLM-free: searches `engine` for the entity and, when a hit's title is the entity, uses that
-    article's own short description from the embedded Wikipedia ("the German inventor
-    (1858–1913)"). Exact but narrow: only entities that are article titles get one."""
+    """LLM-free: an entity that is an article title of the embedded Wikipedia gets that article's
+    own short description ("the German inventor (1858–1913)") when searching `engine` for the
+    entity and its description finds the article (the evidence). Exact but narrow: only
+    entities that are article titles get one. The search includes the description because the
+    name alone is a poor query for a common name (for "France", the top 10 of a BM25 search
+    are articles titled "... of France"), and which of those ranks first depends on the scorer."""
 
     def __init__(self, engine, k: int = 10) -> None:
         from search_envs.data import embedded_articles
@@ -102,14 +105,16 @@ class CorpusDescriptionDescriber:
         self.descriptions = {normalize_answer(a.title): a.description for a in embedded_articles() if a.description}
 
     def describe(self, requests: Sequence[DescribeRequest]) -> list[tuple[str, str] | None]:
-        if not requests:
-            return []
-        out: list[tuple[str, str] | None] = []
-        for r, docs in zip(requests, self.engine.search([r.entity for r in requests], self.k)):
-            target = normalize_answer(r.entity)
+        out: list[tuple[str, str] | None] = [None] * len(requests)
+        wanted = [(i, normalize_answer(r.entity)) for i, r in enumerate(requests)]
+        wanted = [(i, target, self.descriptions[target]) for i, target in wanted if target in self.descriptions]
+        if not wanted:
+            return out
+        queries = [f"{requests[i].entity} {description}" for i, _, description in wanted]
+        for (i, target, description), docs in zip(wanted, self.engine.search(queries, self.k)):
             doc = next((d for d in docs if normalize_answer(d.title) == target), None)
-            description = self.descriptions.get(target) if doc is not None else None
-            out.append((f"the {description}", doc.id) if description else None)
+            if doc is not None:
+                out[i] = (f"the {description}", doc.id)
         return out
 
 

@@ -7,6 +7,7 @@ A hybrid index is a directory holding a `bm25/` and a `dense/` index.
 
 Loading checks the manifest, the engine kind, the corpus hash (when a corpus is
 given) and every file's size; `check_index(deep=True)` also checks sha256 sums.
+An imported index's originals (`references`) are checked by size and mtime only.
 Anything wrong raises `BrokenIndexError`, which names the file and the rebuild command.
 
 `open_engine` is the one place that turns an engine spec into an engine: a kind
@@ -114,6 +115,7 @@ def check_index(
             raise BrokenIndexError(path, f"{size} bytes, the manifest says {meta.get('bytes')} (truncated or replaced)")
         if deep and file_sha256(path) != meta.get("sha256"):
             raise BrokenIndexError(path, "sha256 differs from the manifest (corrupt)")
+    check_references(directory, manifest)
     if corpus is not None:
         sha = file_sha256(resolve_corpus(corpus))
         if sha != manifest.get("corpus_sha256"):
@@ -121,6 +123,22 @@ def check_index(
                 directory, f"built from a different corpus ({manifest.get('corpus')}, sha256 {str(manifest.get('corpus_sha256'))[:12]}...)"
             )
     return manifest
+
+
+def check_references(directory: Path, manifest: dict[str, Any]) -> None:
+    """The originals an imported index links to (`references`: path, bytes, mtime) are still
+    there and unchanged by size and mtime: cheap for a 64 GB faiss index, which is never hashed."""
+    for name, ref in manifest.get("references", {}).items():
+        path = directory / name
+        if not path.is_file():
+            raise BrokenIndexError(path, f"the imported file {ref.get('path')} is gone (moved or deleted)")
+        st = path.stat()
+        if st.st_size != ref.get("bytes"):
+            raise BrokenIndexError(path, f"{st.st_size} bytes, imported as {ref.get('bytes')} (replaced?); "
+                                         "re-run `search-envs index import`")
+        if "mtime" in ref and int(st.st_mtime) != ref["mtime"]:
+            raise BrokenIndexError(path, f"modified since the import (mtime {int(st.st_mtime)}, imported at {ref['mtime']}); "
+                                         "re-run `search-envs index import`")
 
 
 def _pid_alive(pid: int) -> bool:

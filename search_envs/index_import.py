@@ -13,23 +13,24 @@ The imported directory holds:
     offsets.npy     the byte offset of every corpus line (8 bytes a passage), so a
                     result row is read straight from the original file
 
-Loading checks that the referenced files still have the recorded sizes (and
-`check_index` checks `offsets.npy` as usual); the dense engine then encodes queries with
-the recorded model and prefixes (e5: "query: ").
+`check_index` (so every load) checks that the referenced files still have the recorded
+sizes and mtimes, and hashes `offsets.npy` as usual; the passage store reads the linked
+corpus in its `corpus_file` layout (`search_envs.store`); the dense engine encodes
+queries with the recorded model and prefixes (e5: "query: ").
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search_envs.corpus import STORE_OFFSETS, STORE_TEXT, Passage, PassageStore, file_sha256, split_contents
-from search_envs.index import FORMAT_VERSION, MANIFEST, BrokenIndexError, atomic_dir
+from search_envs.corpus import STORE_OFFSETS, STORE_TEXT, file_sha256
+from search_envs.index import FORMAT_VERSION, MANIFEST, atomic_dir
+from search_envs.store import CORPUS_FILE
 
 CORPUS_LINK = STORE_TEXT  # "passages.jsonl": the store reads the linked corpus
 INDEX_LINK = "faiss.index"  # = engines.dense.INDEX_FILE
@@ -111,7 +112,7 @@ def import_faiss_index(
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "dense",
-            "store": "corpus_file",
+            "store": CORPUS_FILE,
             "corpus": str(corpus.resolve()),
             "passages": ntotal,
             "model": model,
@@ -124,48 +125,9 @@ def import_faiss_index(
             "faiss_version": faiss.__version__,
             "imported_from": "search-r1/flashrag faiss index + corpus jsonl",
             "references": {INDEX_LINK: _reference(index_file), CORPUS_LINK: _reference(corpus)},
-            # only our own files: the referenced ones are checked by size on load, not hashed (64 GB)
+            # only our own files: the referenced ones are checked by size and mtime on load, not hashed (64 GB)
             "files": {STORE_OFFSETS: {"bytes": (tmp / STORE_OFFSETS).stat().st_size,
                                       "sha256": file_sha256(tmp / STORE_OFFSETS)}},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out
-
-
-def check_references(directory: Path, manifest: dict[str, Any]) -> None:
-    """The referenced files are still there, with the recorded sizes."""
-    for name, ref in manifest.get("references", {}).items():
-        path = directory / name
-        if not path.is_file():
-            raise BrokenIndexError(path, f"the imported file {ref.get('path')} is gone (moved or deleted)")
-        if path.stat().st_size != ref.get("bytes"):
-            raise BrokenIndexError(path, f"{path.stat().st_size} bytes, imported as {ref.get('bytes')} (replaced?); "
-                                         "re-run `search-envs index import`")
-
-
-class CorpusFileStore(PassageStore):
-    """Passages read by row from the original corpus jsonl (FlashRAG `contents` or plain
-    `title`/`text` records), one line per row: `passages.jsonl` is a link to it, so
-    PassageStore's memory-mapped reading works as is and only the record format differs."""
-
-    def __init__(self, directory: str | Path, manifest: dict[str, Any]):
-        check_references(Path(directory), manifest)
-        super().__init__(directory)
-
-    def __getitem__(self, i: int) -> Passage:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"passage {i} out of range (store has {len(self)})")
-        return Passage(*self._fields([i])[0])
-
-    def _fields(self, rows: Sequence[int]) -> list[list[str]]:
-        records = super()._fields(rows)  # the corpus lines, decoded: dicts here
-        out = []
-        for row, rec in zip((np.asarray(rows, dtype=np.int64).reshape(-1) % max(len(self), 1)).tolist(), records):
-            if not isinstance(rec, dict):
-                raise BrokenIndexError(self._file.name, f"line {row + 1} is not a JSON object")
-            if "contents" in rec:
-                title, text = split_contents(str(rec["contents"]))
-            else:
-                title, text = str(rec.get("title", "")), str(rec.get("text", ""))
-            out.append([str(rec.get("id", row)), title, text])
-        return out

@@ -1,6 +1,6 @@
 """The passage store: passage text on disk, read by row number, never held as Python objects.
 
-Two layouts, told apart by the files present:
+Three layouts. The two we write are told apart by the files present:
 
 - `zstd` (default): `passages.zst`, one zstd frame per passage (with a checksum),
   compressed with a dictionary trained on the first passages (`passages.dict`), so
@@ -9,7 +9,14 @@ Two layouts, told apart by the files present:
 - `jsonl`: `passages.jsonl`, one JSON array `[id, title, text]` per line (indexes
   built before the compressed store; `write_store(..., layout="jsonl")` writes it).
 
-Both keep int64 byte offsets in `offsets.npy`, memory-mapped. Bytes that do not
+The third is read only and named by the index manifest (`store: "corpus_file"`):
+
+- `corpus_file`: `passages.jsonl` is a link to an original corpus jsonl, one passage a
+  line, in Search-R1/FlashRAG's `{"id", "contents": '"Title"\\ntext'}` form (or
+  `{"id", "title", "text"}`); `search-envs index import` makes it, so a 14 GB corpus is
+  read in place rather than copied.
+
+All keep int64 byte offsets in `offsets.npy`, memory-mapped. Bytes that do not
 decode (a file corrupted at the same size) raise `CorruptStoreError` naming the file.
 """
 
@@ -32,7 +39,8 @@ STORE_TEXT = "passages.jsonl"
 STORE_PACKED = "passages.zst"
 STORE_DICT = "passages.dict"
 STORE_OFFSETS = "offsets.npy"
-LAYOUTS = ("zstd", "jsonl")
+LAYOUTS = ("zstd", "jsonl")  # the layouts write_store writes
+CORPUS_FILE = "corpus_file"  # the read-only layout over an original corpus jsonl
 DICT_SAMPLE = 20_000  # passages the dictionary is trained on (held in memory while training)
 DICT_BYTES = 112_640  # zstd's customary dictionary size
 ZSTD_LEVEL = 3
@@ -46,6 +54,24 @@ class Passage(NamedTuple):
 
 class CorruptStoreError(ValueError):
     """Passage bytes that do not decode: the store file was changed after the build."""
+
+
+def split_contents(contents: str) -> tuple[str, str]:
+    """(title, text) of a FlashRAG `contents` string: '"Title"\\ntext'."""
+    title, _, text = contents.partition("\n")
+    return title.strip().strip('"').strip(), text
+
+
+def _corpus_fields(rec: object, row: int) -> list[str] | None:
+    """[id, title, text] of line `row` of an original corpus (the `corpus_file` layout;
+    no id: the row, as FlashRAG numbers them), None if it is not a corpus record."""
+    if not isinstance(rec, dict):
+        return None
+    if isinstance(rec.get("contents"), str):
+        return [str(rec.get("id", row)), *split_contents(rec["contents"])]
+    if isinstance(rec.get("text"), str) and "title" in rec:
+        return [str(rec.get("id", row)), str(rec["title"]), rec["text"]]
+    return None
 
 
 def _record(p: Passage) -> bytes:
@@ -91,14 +117,20 @@ def _chain(head: list[bytes], rest: Iterator[Passage]) -> Iterator[bytes]:
 
 
 class PassageStore:
-    """Read-only passages by row number, straight from the memory-mapped files."""
+    """Read-only passages by row number, straight from the memory-mapped files.
 
-    def __init__(self, directory: str | Path):
+    `layout`: what the index manifest's `store` names (`"corpus_file"` for an imported
+    index); None or absent: `zstd` or `jsonl`, by the files present."""
+
+    def __init__(self, directory: str | Path, layout: str | None = None):
         directory = Path(directory)
+        if layout not in (None, *LAYOUTS, CORPUS_FILE):
+            raise ValueError(f"{directory}: unknown passage store layout {layout!r}")
         self.offsets = np.load(directory / STORE_OFFSETS, mmap_mode="r")
         if self.offsets.ndim != 1 or len(self.offsets) == 0 or self.offsets[0] != 0:
             raise ValueError(f"{directory / STORE_OFFSETS}: not a passage offset array")
-        self._packed = (directory / STORE_PACKED).is_file()
+        self._corpus_file = layout == CORPUS_FILE
+        self._packed = not self._corpus_file and layout != "jsonl" and (directory / STORE_PACKED).is_file()
         self.path = directory / (STORE_PACKED if self._packed else STORE_TEXT)
         self._decompress = None
         if self._packed:
@@ -148,7 +180,13 @@ class PassageStore:
             raise CorruptStoreError(
                 f"{self.path}: passage bytes do not decode ({type(exc).__name__}: {exc}); the store is corrupt, rebuild the index"
             ) from None
-        if not all(isinstance(f, list) and len(f) == 3 for f in fields):
+        if self._corpus_file:
+            fields = [_corpus_fields(rec, row) for rec, row in zip(fields, rows.tolist())]
+            if None in fields:
+                row = rows[fields.index(None)]
+                raise CorruptStoreError(f"{self.path}: line {row + 1} is not a corpus record {{id, contents}} or "
+                                        "{id, title, text}; the corpus changed since the import, re-run `search-envs index import`")
+        elif not all(isinstance(f, list) and len(f) == 3 for f in fields):
             raise CorruptStoreError(f"{self.path}: a passage record is not [id, title, text]; the store is corrupt, rebuild the index")
         return fields
 

@@ -95,6 +95,12 @@ def test_cli_import_info_and_broken_inputs(searchr1_layout, tmp_path, capsys):
     moved = tmp_path / "moved.jsonl"  # the corpus changes after the import: loading says so
     moved.write_text(corpus.read_text())
     out2 = import_faiss_index(index_file, moved, tmp_path / "idx2", model=MINILM, progress=False)
+    st = moved.stat()
+    os.utime(moved, (st.st_atime, st.st_mtime + 10))  # rewritten at the same size: the mtime says so
+    with pytest.raises(BrokenIndexError, match="modified since the import"):
+        load_index(out2, encoder=encoder)
+    os.utime(moved, (st.st_atime, st.st_mtime))
+    load_index(out2, encoder=encoder).close()
     with open(moved, "a") as f:
         f.write("\n")
     with pytest.raises(BrokenIndexError, match="imported as"):

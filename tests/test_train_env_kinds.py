@@ -196,6 +196,8 @@ def test_zerosearch_recipe_in_the_docs_parses():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "zerosearch.md").read_text()
     command = re.search(r"search-envs train --algo grpo --env SearchEnvs/SimSearch-v0.*?runs/zerosearch-3b", doc, re.S)
     cfg = config_from_args(build_parser().parse_args(shlex.split(command.group(0).replace("\\\n", " "))[1:]))
-    assert (cfg.total_steps, cfg.questions_per_step, cfg.group_size, cfg.updates_per_step) == (203, 64, 5, 1)
+    # ZeroSearch's verl splits 64 x 5 = 320 trajectories into mini-batches of 256 (+ 64): two updates a step
+    assert (cfg.total_steps, cfg.questions_per_step, cfg.group_size, cfg.updates_per_step) == (203, 64, 5, 2)
+    assert cfg.trajectories_per_step == 320
     assert cfg.env_kwargs["noise_schedule"] == {"name": "exponential", "p_start": 0, "p_end": 0.5, "base": 4}
     assert cfg.env_kwargs["generator"] == "openai" and cfg.make_reward_spec().answer_metric == "f1"

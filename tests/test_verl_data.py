@@ -37,10 +37,11 @@ def test_export_verl_writes_train_and_test_rows_for_the_loop(tmp_path, capsys):
     prompt, info = env.reset(options={"task_id": extra["task_id"]})
     assert list(row["prompt"]) == [{"role": "user", "content": prompt}]
     assert list(row["reward_model"]["ground_truth"]["target"]) == list(tasks.by_id(extra["task_id"]).answers)
-    # the files read back as the same tasks (ids and answers; the question is the prompt's
-    # 'Question: ...' tail, which only Search-R1's prompt has)
+    # the files read back as the same tasks: ids, answers and questions (kept in extra_info, since
+    # a prompt may change the question: Search-R1's adds a "?")
     back = load_tasks(str(out / "test.parquet"))
-    assert [(t.id, t.answers) for t in back] == [(t.id, t.answers) for t in (tasks.by_id(i) for i in test["id"])]
+    assert [(t.id, t.question, t.answers) for t in back] == [
+        (t.id, t.question, t.answers) for t in (tasks.by_id(i) for i in test["id"])]
     main(["data", "export-verl", "--tasks", "ramp:test", "--out", str(tmp_path / "sr1")])
     sr1 = pd.read_parquet(tmp_path / "sr1" / "test.parquet")
     assert [(t.id, t.question) for t in load_tasks(str(tmp_path / "sr1" / "test.parquet"))] == [

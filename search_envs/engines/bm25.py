@@ -64,7 +64,7 @@ class BM25Engine(StoreEngine):
         indices = np.load(sub / "indices.npy", mmap_mode="r")
         indptr = np.load(sub / "indptr.npy", mmap_mode="r")
         self.tie_rank = np.load(sub / "tie_rank.npy", mmap_mode="r")  # passage-id order, for ties
-        self.store = PassageStore(directory)
+        self.store = PassageStore(directory, self.manifest.get("store"))
         n = len(self.store)
         if len(indptr) != len(self.vocab) + 1 or int(indptr[-1]) != len(data) or len(indices) != len(data):
             raise ValueError(f"{sub}: score matrix arrays disagree with each other or with vocab.json")

@@ -120,12 +120,7 @@ class DenseEngine(StoreEngine):
         set_search_params(self.index, ef_search or params.get("ef_search"), nprobe or params.get("nprobe"))
         self.rerank = int(params.get("rerank") or 0)
         self.vectors = np.load(directory / VECTORS_FILE, mmap_mode="r") if self.rerank else None
-        if self.manifest.get("store") == "corpus_file":  # an imported index reads the original corpus
-            from search_envs.index_import import CorpusFileStore
-
-            self.store = CorpusFileStore(directory, self.manifest)
-        else:
-            self.store = PassageStore(directory)
+        self.store = PassageStore(directory, self.manifest.get("store"))  # "corpus_file": an imported index
         if self.index.ntotal != len(self.store):
             raise ValueError(f"faiss index has {self.index.ntotal} vectors but the passage store has {len(self.store)}")
         self.encoder = encoder if encoder is not None else load_encoder(self.model, device)

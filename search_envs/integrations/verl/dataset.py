@@ -8,8 +8,10 @@ filter and reward functions read it, plus:
 - `extra_info.env_id` / `extra_info.env_kwargs` (a JSON object, `tasks` included): the env
   the loop builds, identical on every worker of a cluster;
 - `extra_info.task_id`: the episode's question (`reset(options={"task_id": ...})`);
-- `id`: the task id, so `load_tasks("train.parquet")` reads the file back (the question too
-  with Search-R1's prompt, which ends in "Question: ...").
+- `extra_info.question`: the task's question as given (a prompt may change it: Search-R1's
+  adds a "?" to a question without one);
+- `id`: the task id, so `load_tasks("train.parquet")` reads the file back: ids, answers and
+  the questions exactly.
 
 The prompt column is the env's own prompt, exactly what the loop's episode starts with.
 """
