@@ -33,10 +33,11 @@ def test_missing_data_is_named_with_the_command_that_gets_it(tmp_path, monkeypat
     suite = load_suite("searchr1")
     assert suite["env_kwargs"]["top_k"] == 3 and suite["metric"] == SEARCH_R1_METRIC
     missing = missing_requirements(suite)
-    for name in ("wiki-18", "wiki-18-e5-flat", "nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique",
-                 "bamboogle"):
+    for name in ("nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique", "bamboogle"):
         assert any(m.startswith(f"data {name} (absent): `search-envs data get {name}`") for m in missing)
-    assert any("search-envs index import --from-data" in m for m in missing)
+    assert any("no such index directory" in m and
+               "`search-envs data get wiki-18 wiki-18-e5-flat` then `search-envs index import --from-data`" in m
+               for m in missing)
     assert any(m.startswith(f"metric {SEARCH_R1_METRIC}") for m in missing) == (SEARCH_R1_METRIC not in REWARD_PRESETS)
     with pytest.raises(FileNotFoundError, match="suite 'searchr1' cannot run here; missing"):
         run_suite(suite, {}, tmp_path / "out")
@@ -85,6 +86,10 @@ def test_suite_runs_once_the_data_is_fetched_and_imported(tmp_path, monkeypatch,
     if SEARCH_R1_METRIC not in REWARD_PRESETS:  # until the paper's metric lands in rewards.py, plain EM stands in
         suite["metric"] = "em"
     assert missing_requirements(suite) == []
+    corpus_link = tmp_path / "data" / "wiki-18" / "wiki-18.jsonl"
+    corpus_link.rename(corpus_link.with_suffix(".moved"))  # the imported index's corpus goes away: named
+    assert any("is gone" in m and "index import --from-data" in m for m in missing_requirements(suite))
+    corpus_link.with_suffix(".moved").rename(corpus_link)
     from search_envs.policies import make_policy
 
     results = run_suite(suite, {"oracle": make_policy("oracle")}, tmp_path / "out", progress=False)
