@@ -114,7 +114,8 @@ SUITES["searchr1"] = {
     "paper": "search_r1",
     "recall_engines": ["dense"],
     "requires": {
-        "data": ["wiki-18", "wiki-18-e5-flat", *(config for _, config in SEARCH_R1_DATASETS.values())],
+        "data": [config for _, config in SEARCH_R1_DATASETS.values()],
+        # wiki-18 + Search-R1's e5 Flat index, imported (or any index of them imported to this path)
         "index": f"{HUB}/indexes/wiki-18-e5",
         "encoder": "intfloat/e5-base-v2",
     },
@@ -227,12 +228,16 @@ def missing_requirements(suite: dict[str, Any]) -> list[str]:
             missing.append(f"data {name} ({state}): `search-envs data get {name}` ({ITEMS[name].description})")
     if "index" in needs:
         from search_envs.index import BrokenIndexError, check_index
+        from search_envs.index_import import check_references
 
+        where = Path(fill_hub(needs["index"]))
         try:
-            check_index(fill_hub(needs["index"]))
+            check_references(where, check_index(where))
         except BrokenIndexError as exc:
-            problem = str(exc).split(". Rebuild it")[0].removeprefix(f"{fill_hub(needs['index'])}: ")
-            missing.append(f"index {fill_hub(needs['index'])} ({problem}): `search-envs index import --from-data`")
+            problem = str(exc).split(". Rebuild it")[0]
+            fetch = " ".join(name for name in ("wiki-18", "wiki-18-e5-flat") if status(ITEMS[name]) != "present")
+            how = (f"`search-envs data get {fetch}` then " if fetch else "") + "`search-envs index import --from-data`"
+            missing.append(f"index {where} ({problem}): {how}")
     if "encoder" in needs and not _model_available(needs["encoder"]):
         missing.append(f"encoder {needs['encoder']}: not in the Hugging Face cache; sentence-transformers downloads it "
                        f"on first use (needs the hub once, or HF_HUB_OFFLINE unset)")

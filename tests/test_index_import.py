@@ -47,6 +47,7 @@ def test_imported_index_searches_like_the_original(searchr1_layout, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["store"] == "corpus_file" and manifest["passages"] == 240 and manifest["query_prefix"] == ""
     assert manifest["references"]["faiss.index"]["path"] == str(index_file.resolve())
+    assert manifest["mmap"] is True  # a Flat index is served memory-mapped, not read into the heap
 
     engine = load_index(out)  # loads MiniLM itself from the manifest's model
     results = engine.search(QUERIES, 3)

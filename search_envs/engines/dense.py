@@ -116,7 +116,8 @@ class DenseEngine(StoreEngine):
         self.model = self.manifest.get("model", DEFAULT_MODEL)
         self.query_prefix = self.manifest.get("query_prefix", "")
         self.batch_size = batch_size
-        self.index = faiss.read_index(str(directory / INDEX_FILE))
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if self.manifest.get("mmap") else 0  # imported Flat
+        self.index = faiss.read_index(str(directory / INDEX_FILE), flags)
         set_search_params(self.index, ef_search or params.get("ef_search"), nprobe or params.get("nprobe"))
         self.rerank = int(params.get("rerank") or 0)
         self.vectors = np.load(directory / VECTORS_FILE, mmap_mode="r") if self.rerank else None
