@@ -45,12 +45,12 @@ class TinySearchRun:
     """A ~0.15M-parameter Llama (most of it the word embeddings)."""
     sft_epochs: int = 60
     sft_lr: float = 1e-2
-    grpo_steps: int = 30
-    grpo_lr: float = 1e-3
+    grpo_steps: int = 20
+    grpo_lr: float = 5e-4
     questions_per_step: int = 16
     group_size: int = 4
     eval_episodes: int = 64
-    eval_every: int = 20
+    eval_every: int = 50
     prompt_tokens: int = 24
     """max_start_length: the prompt is cut from the left to its last tokens (the question and
     the end of the instructions), as Search-R1's data.max_start_length does, to keep a CPU run short."""

@@ -55,7 +55,7 @@ def introduce(run: TinySearchRun) -> None:
     say("SynthWorld: a generated world of invented people, cities and organisations, so no model can")
     say("know the answers; an agent beats chance only by searching. A held-out question:")
     say(f"  Q: {task.question}   (gold: {task.answers[0]})")
-    say("and what a search for its entity returns (BM25, top 2; a near-namesake is a distractor):")
+    say(f"and what a BM25 search for its entity returns (top {run.top_k}; 40 surnames, so many namesakes):")
     for line in obs.strip().removeprefix("<information>").removesuffix("</information>").splitlines():
         say(f"  {line[:150]}")
     say()

@@ -124,3 +124,28 @@ def test_teacher_searches_the_gold_path_and_never_search_stays_at_chance(tmp_pat
     assert rows["oracle"]["single"]["em"] == results["recall"]["bm25"]["single"] >= 0.95
     assert rows["oracle"]["chain"]["em"] <= 0.1
     assert rows["majority"]["single"]["searches"] == 0 and rows["majority"]["single"]["em"] <= 0.35
+
+
+def test_other_engines_search_the_world(tmp_path, monkeypatch):
+    """The retrieval server (Search-R1's protocol) and the corpus-noise curriculum env take
+    the world's corpus like any corpus."""
+    from search_envs.engines import open_engine
+    from search_envs.server import running_server
+    from search_envs.synthworld import corpus_path
+
+    config = WorldConfig(num_entities=60)
+    task = generate_world(config).tasks("test")[0]
+    query = f"<search> {task.metadata['search_path'][0]} </search>"
+    with running_server(open_engine("bm25", corpus=corpus_path(config))) as url:
+        monkeypatch.delenv("SEARCH_ENVS_API_KEY", raising=False)
+        env = gym.make("SearchEnvs/SynthWorld-v0", engine=url, world={"num_entities": 60}, tasks="test")
+        env.reset(options={"task_id": task.id})
+        obs, *_ = env.step(query)
+        assert answer_in_texts(task.answers, [obs])
+        env.close()
+    paths = write_world(generate_world(config), tmp_path)
+    noisy = gym.make("SearchEnvs/NoisyWiki-v0", corpus=str(paths["corpus"]), tasks=str(paths["test"]),
+                     noise_schedule=0.0)
+    noisy.reset(options={"task_id": task.id})
+    obs, *_ = noisy.step(query)
+    assert answer_in_texts(task.answers, [obs])
