@@ -16,8 +16,9 @@ export OMP_NUM_THREADS ?= 1
 
 install: .install.stamp
 
+# A tiny model learns to search SynthWorld from scratch, then a table of policies on held-out questions.
 demo: .install.stamp
-	$(PY) -m search_envs.cli bench --suite quick --policy rag --policy oracle --out bench_out/quick
+	$(PY) benchmarks/tiny_search.py --out bench_out/demo
 
 test: .install.stamp
 	$(PY) -m pytest -q

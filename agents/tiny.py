@@ -41,6 +41,28 @@ def word_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()):
     return tokenizer
 
 
+def bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1000, added_words: Iterable[str] = ()):
+    """A byte-level BPE `PreTrainedTokenizerFast` trained on `texts` (exact round trip).
+    Unlike `word_tokenizer`, an unseen name splits into pieces seen in training, so a
+    tiny model can copy names of held-out entities. `added_words` (e.g. protocol tags)
+    become single tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(list(texts), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>", padding_side="left"
+    )
+    tokenizer.add_tokens(list(added_words))
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
 def tiny_llama(vocab_size: int, hidden_size: int = 32, layers: int = 2, heads: int = 2, seed: int = 0,
                max_positions: int = 2048):
     """A randomly initialised LlamaForCausalLM with a few thousand parameters."""

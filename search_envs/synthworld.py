@@ -62,12 +62,17 @@ class WorldConfig:
     """Share of people with a nickname ("known as the Copper Lantern") for alias questions."""
     test_fraction: float = 0.3
     """Share of anchor entities whose questions form the test split (disjoint from train)."""
+    surname_pool: int = 0
+    """Distinct surnames to draw from (0: half the number of people). Smaller: more
+    people share a surname (harder retrieval; every name word recurs in training)."""
 
     def __post_init__(self) -> None:
         if self.num_entities < 20:
             raise ValueError(f"num_entities must be >= 20, got {self.num_entities}")
         if self.passages_per_entity < 1:
             raise ValueError("passages_per_entity must be >= 1")
+        if self.surname_pool < 0:
+            raise ValueError("surname_pool must be >= 0")
         for name in ("distractor_density", "alias_rate", "test_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
@@ -206,7 +211,7 @@ def _generate(config: WorldConfig) -> World:
                    {"headquarters": rng.choice(cities).name, "founded": rng.randint(1700, 1950)})
             for i, root in enumerate(org_roots)]
     first_names = _unique_words(rng, max(6, int(n_people ** 0.5) + 4), 2, taken)
-    surnames = _unique_words(rng, max(6, n_people // 2), 2, taken)
+    surnames = _unique_words(rng, max(6, config.surname_pool or n_people // 2), 2, taken)
     people: list[Entity] = []
     names_taken: set[str] = set()
     aliases: set[str] = set()
