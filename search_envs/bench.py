@@ -228,11 +228,10 @@ def missing_requirements(suite: dict[str, Any]) -> list[str]:
             missing.append(f"data {name} ({state}): `search-envs data get {name}` ({ITEMS[name].description})")
     if "index" in needs:
         from search_envs.index import BrokenIndexError, check_index
-        from search_envs.index_import import check_references
 
         where = Path(fill_hub(needs["index"]))
         try:
-            check_references(where, check_index(where))
+            check_index(where)  # also checks the originals an imported index references
         except BrokenIndexError as exc:
             problem = str(exc).split(". Rebuild it")[0]
             fetch = " ".join(name for name in ("wiki-18", "wiki-18-e5-flat") if status(ITEMS[name]) != "present")
