@@ -193,6 +193,10 @@ def _download(item: DataItem, filename: str, folder: Path, endpoint: str) -> Pat
     resume = partial.stat().st_size if partial.is_file() and known.get("etag") == etag else 0
     if meta.size is not None and resume > meta.size:
         resume = 0
+    need, free = (meta.size or 0) - resume, shutil.disk_usage(dest.parent).free
+    if need > free:  # say so now, not after hours of download
+        raise HubDataError(f"{item.repo_id}/{filename} needs {need / 1e9:.1f} GB more in {dest.parent}, "
+                           f"which has {free / 1e9:.1f} GB free (use --dir elsewhere)")
     _write_json(record, {"etag": etag, "bytes": meta.size, "complete": False})
     try:
         with open(partial, "ab" if resume else "wb") as f:
@@ -234,6 +238,10 @@ def _assemble(item: DataItem, parts: list[Path], out: Path, progress: bool) -> N
 
     tmp = out.with_name(out.name + ".assembling")
     total = sum(p.stat().st_size for p in parts)
+    free = shutil.disk_usage(out.parent).free
+    if item.assemble == "concat" and total > free:
+        raise HubDataError(f"joining the parts of {item.name} needs {total / 1e9:.1f} GB free in {out.parent}, "
+                           f"which has {free / 1e9:.1f} GB (the parts are kept; free space and run `get` again)")
     with open(tmp, "wb") as dst, tqdm(total=total, unit="B", unit_scale=True, desc=f"{item.assemble} -> {out.name}",
                                       disable=not progress) as bar:
         for part in parts:

@@ -56,8 +56,19 @@ def line_offsets(path: Path, progress: bool = True) -> np.ndarray:
     offsets = np.concatenate(starts)
     if offsets[-1] != size:  # no newline at the end of the last line
         offsets = np.append(offsets, size)
-    keep = np.diff(offsets) > 1  # drop empty lines ("\n" alone)
-    return np.append(offsets[:-1][keep], size) if not keep.all() else offsets
+    lengths = np.diff(offsets)
+    blank = lengths == 0
+    short = np.flatnonzero((lengths > 0) & (lengths <= 2))  # maybe "\n" or "\r\n" alone
+    if len(short):
+        data = np.memmap(path, dtype=np.uint8, mode="r")
+        blank[short] = [not bytes(data[offsets[i] : offsets[i + 1]]).strip() for i in short]
+    if not blank.any():
+        return offsets
+    # a blank line joins the line before it (JSON ignores the trailing whitespace); rows stay contiguous
+    kept = offsets[:-1][~blank]
+    if len(kept):
+        kept[0] = 0
+    return np.append(kept, size)
 
 
 def _reference(path: Path) -> dict[str, Any]:

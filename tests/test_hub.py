@@ -113,11 +113,12 @@ def test_dropped_connection_is_resumed_by_the_client(fake_hub, tmp_path):
     assert hub.item_path("popqa", tmp_path).read_bytes() == data
 
 
-def test_bad_checksum_is_detected_and_the_file_removed(fake_hub, tmp_path):
-    fake_hub.add(hub.FLASHRAG_REPO, "musique/dev.jsonl", NQ, bad_etag=True)
+@pytest.mark.parametrize("lfs", [True, False])
+def test_bad_checksum_is_detected_and_the_file_removed(fake_hub, tmp_path, lfs):
+    fake_hub.add(hub.FLASHRAG_REPO, "musique/dev.jsonl", NQ, bad_etag=True, lfs=lfs)
     r = cli("get", "musique", "--dir", str(tmp_path), endpoint=fake_hub.url)
     assert r.returncode == 1
-    assert "sha256" in r.stderr and "differs from the hub's" in r.stderr
+    assert ("sha256" if lfs else "git sha1") in r.stderr and "differs from the hub's" in r.stderr
     assert not hub.item_path("musique", tmp_path).exists()
     assert hub.status(hub.ITEMS["musique"], tmp_path) != "present"
 
@@ -131,3 +132,28 @@ def test_offline_fails_fast_and_clearly(tmp_path):
     assert r.returncode == 1 and "HF_HUB_OFFLINE is set" in r.stderr
     r = cli("get", "nope", "--dir", str(tmp_path), endpoint="http://127.0.0.1:9")
     assert r.returncode == 1 and "unknown data item 'nope'" in r.stderr
+
+
+def test_not_enough_disk_space_is_said_before_downloading(fake_hub, tmp_path, monkeypatch):
+    """In-process (the real client, over HTTP) with the disk reported nearly full."""
+    import shutil
+    from collections import namedtuple
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read at import; the suite runs with it set
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    fake_hub.add("PeterJinGo/wiki-18-e5-index", "part_aa", os.urandom(50_000))
+    fake_hub.add("PeterJinGo/wiki-18-e5-index", "part_ab", os.urandom(50_000))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 30_000, 30_000))
+    with pytest.raises(hub.HubDataError, match="needs 0.0 GB more .* which has 0.0 GB free"):
+        hub.get(["wiki-18-e5-flat"], tmp_path, progress=False, log=lambda _: None)
+    assert fake_hub.gets("part_aa") == []  # refused before any byte was asked for
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 60_000, 60_000))
+    with pytest.raises(hub.HubDataError, match="joining the parts of wiki-18-e5-flat needs"):
+        hub.get(["wiki-18-e5-flat"], tmp_path, progress=False, log=lambda _: None)
+    assert (tmp_path / "wiki-18-e5-flat" / "part_ab").is_file()  # parts kept for the next try
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 0, 10**9))
+    assert hub.get(["wiki-18-e5-flat"], tmp_path, progress=False, log=lambda _: None)[0].stat().st_size == 100_000

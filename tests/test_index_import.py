@@ -109,3 +109,20 @@ def test_cli_import_info_and_broken_inputs(searchr1_layout, tmp_path, capsys):
     os.remove(moved)
     with pytest.raises(BrokenIndexError, match="is gone"):
         load_index(out2, encoder=encoder)
+
+
+def test_line_offsets_skip_blank_lines_and_keep_rows_contiguous(tmp_path):
+    from search_envs.index_import import line_offsets
+
+    cases = {
+        b'{"a": 1}\n{"b": 2}\n': [b'{"a": 1}', b'{"b": 2}'],
+        b'{"a": 1}\n\n{"b": 2}': [b'{"a": 1}', b'{"b": 2}'],  # a blank line, no final newline
+        b'\n{"a": 1}\r\n\r\n7\n': [b'{"a": 1}', b"7"],  # leading blank, CRLF, a one-byte last line
+        b"": [],
+    }
+    for raw, lines in cases.items():
+        path = tmp_path / "c.jsonl"
+        path.write_bytes(raw)
+        offsets = line_offsets(path, progress=False)
+        assert offsets[0] == 0 and offsets[-1] == len(raw)
+        assert [raw[a:b].strip() for a, b in zip(offsets[:-1], offsets[1:])] == lines
