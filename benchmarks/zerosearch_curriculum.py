@@ -1,8 +1,8 @@
 """Does a noise curriculum matter? ZeroSearch's claim, tested on CPU with the tiny agent.
 
 The tiny agent of agents/tiny_search.py (a word-level Llama of ~0.15M parameters,
-cold-started by SFT on `synth_teacher` trajectories; its sizes and learning rates) is trained with GRPO on single-hop SynthWorld, searching
-through `SearchEnvs/SynthSim-v0` (the exact ZeroSearch-style simulator: useful documents
+cold-started by SFT on `synth_teacher` trajectories; its sizes and learning rates) is
+trained with GRPO on single-hop SynthWorld, searching through `SearchEnvs/SynthSim-v0` (the exact ZeroSearch-style simulator: useful documents
 are the true facts, noisy ones irrelevant, false or partially true), under four noise
 conditions, from the same SFT checkpoint per seed:
 
@@ -15,7 +15,8 @@ Training noise mixes the three kinds. Each final policy (and the SFT start) is e
 greedily on the held-out entities with clean search and with each noise kind alone at
 p = 0.5 per search. Writes bench_out/zerosearch/{results.json, curves.png, robustness.png}.
 
-    OMP_NUM_THREADS=1 python benchmarks/zerosearch_curriculum.py             # 3 seeds
+    OMP_NUM_THREADS=1 python benchmarks/zerosearch_curriculum.py             # 3 seeds, 3 processes
+    OMP_NUM_THREADS=1 python benchmarks/zerosearch_curriculum.py --reevaluate train   # its checkpoints, training entities
     OMP_NUM_THREADS=1 python benchmarks/zerosearch_curriculum.py --seeds 1 --jobs 1 --sft-epochs 2 --grpo-steps 2 --no-readme
 """
 
@@ -65,11 +66,11 @@ def sim_vec(n: int, **kwargs):
     return SearchVectorEnv(envs, engine=envs[0].engine)
 
 
-def eval_settings(run) -> dict[str, dict]:
+def eval_settings(run, split: str = "test") -> dict[str, dict]:
     """The evaluation envs' kwargs: clean, then each noise kind alone at EVAL_NOISE."""
-    out = {"clean": sim_kwargs(run, "test", None)}
+    out = {"clean": sim_kwargs(run, split, None)}
     for kind in EVAL_KINDS[1:]:
-        out[kind] = sim_kwargs(run, "test", {"name": "constant", "p": EVAL_NOISE}, (kind,))
+        out[kind] = sim_kwargs(run, split, {"name": "constant", "p": EVAL_NOISE}, (kind,))
     return out
 
 
@@ -87,14 +88,14 @@ def evaluate_model(model, tokenizer, cfg, run, envs: dict[str, Any]) -> dict[str
     return results
 
 
-def evaluate_policy(policy_name: str, run) -> dict[str, dict[str, float]]:
+def evaluate_policy(policy_name: str, run, split: str = "test") -> dict[str, dict[str, float]]:
     """A scripted policy (synth_teacher, majority) under the same evaluation settings."""
     import gymnasium as gym
 
     from search_envs.policies import make_policy, run_episodes, summarize
 
     out = {}
-    for name, kwargs in eval_settings(run).items():
+    for name, kwargs in eval_settings(run, split).items():
         env = gym.make("SearchEnvs/SynthSim-v0", **kwargs)
         records = run_episodes(make_policy(policy_name), env, n=run.eval_episodes, seed=run.seed, progress=False)
         out[name] = summarize(records)
@@ -160,6 +161,32 @@ def one_seed(seed: int, args) -> dict[str, Any]:
     for policy in ("synth_teacher", "majority"):
         result[policy] = evaluate_policy(policy, run)
     (out / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def reevaluate(seed: int, args) -> dict[str, Any]:
+    """The saved SFT and GRPO checkpoints of a finished run, evaluated on `args.eval_split`
+    (e.g. the training entities: does the agent read the results, or recall the answer?)."""
+    from search_envs.agents.checkpoint import resolve_actor_dir
+    from search_envs.agents.tiny import torch_threads
+    from search_envs.agents.tiny_search import TinySearchRun, _config
+    from search_envs.models import load_causal_lm
+
+    run = TinySearchRun(seed=seed, eval_episodes=args.eval_episodes)
+    out = Path(args.out) / f"seed{seed}"
+    cfg = _config(run, out, eval_tasks=None, progress=False)
+    result: dict[str, Any] = {"seed": seed, "split": args.eval_split, "conditions": {}}
+    with torch_threads(1):
+        envs = {name: sim_vec(min(run.eval_episodes, 64), **kw) for name, kw in eval_settings(run, args.eval_split).items()}
+        for name in ["sft", *CONDITIONS]:
+            model, tokenizer = load_causal_lm(str(resolve_actor_dir(out / name)), device="cpu")
+            evals = evaluate_model(model, tokenizer, cfg, run, envs)
+            if name == "sft":
+                result["sft"] = evals
+            else:
+                result["conditions"][name] = {"eval": evals}
+    for policy in ("synth_teacher", "majority"):
+        result[policy] = {k: v for k, v in evaluate_policy(policy, run, args.eval_split).items()}
     return result
 
 
@@ -242,11 +269,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-episodes", type=int, default=64)
     p.add_argument("--out", default=None, help="output folder (default bench_out/zerosearch)")
     p.add_argument("--no-readme", action="store_true")
+    p.add_argument("--reevaluate", metavar="SPLIT", dest="eval_split", default=None,
+                   help="no training: evaluate a finished run's checkpoints on this split (train / test)")
     args = p.parse_args(argv)
     work = Path(args.out) if args.out else out_dir() / "zerosearch"
     work.mkdir(parents=True, exist_ok=True)
     args.out = str(work)
     t0 = time.perf_counter()
+    if args.eval_split:
+        results = [reevaluate(seed, args) for seed in range(args.seeds)]
+        (work / f"results_{args.eval_split}.json").write_text(json.dumps(results, indent=1))
+        text = table(results)
+        print(text)
+        if not args.no_readme:
+            append_readme(f"ZeroSearch curricula, tiny agent: checkpoints evaluated on the {args.eval_split} entities",
+                          f"Held-out EM columns measured on the `{args.eval_split}` split instead (same settings; "
+                          f"{(time.perf_counter() - t0) / 60:.1f} min on a shared machine).\n\n{text}")
+        return 0
     if args.jobs > 1:
         import multiprocessing
 
@@ -261,11 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     text = table(results)
     print(text)
     print(f"{minutes:.1f} min; figures in {work}")
+    shown = os.path.relpath(work, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if not args.no_readme:
         append_readme("ZeroSearch curricula, tiny agent on SynthSim-v0",
                       f"{args.seeds} seeds, {args.grpo_steps} GRPO steps per condition, held-out EM "
                       f"(noisy columns: that kind alone at p={EVAL_NOISE} per search); {minutes:.1f} min on a "
-                      f"shared machine. Figures: `{work}/curves.png`, `{work}/robustness.png`.\n\n{text}")
+                      f"shared machine. Figures: `{shown}/curves.png`, `{shown}/robustness.png`.\n\n{text}")
     return 0
 
 

@@ -9,7 +9,6 @@ search, so rollouts really search."""
 
 from __future__ import annotations
 
-import json
 
 import gymnasium as gym
 import pytest
