@@ -46,7 +46,9 @@ TASKS = {
     "two": ("SearchEnvs/SynthWorldMultiHop-v0", {"hops": [2]}, 3),
 }
 MASKS = {"mask": [], "nomask": ["--no-mask-retrieved-tokens"]}
-GPU_SIZES = dict(teacher_episodes=512, eval_episodes=256, sft_batch_size=16, sft_epochs=2, grpo_steps=100,
+# --gpu: Search-R1's GRPO settings (lr 1e-6, warm-up 0.285, temperature 1.0, 5 rollouts) at 32 questions a step;
+# 64 held-out episodes = the whole two-hop test split (single-hop has 140). Not run yet (no GPU was lent).
+GPU_SIZES = dict(teacher_episodes=400, eval_episodes=64, sft_batch_size=16, sft_epochs=2, grpo_steps=100,
                  questions_per_step=32, group_size=5, mini_batch_size=16, micro_batch_size=8, rollout_batch_size=160,
                  device="cuda", grpo_lr=1e-6, grpo_warmup=0.285, temperature=1.0)
 
