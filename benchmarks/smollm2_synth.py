@@ -305,20 +305,17 @@ def plot(results: dict, path: Path) -> None:
 
 
 def timings(args) -> str:
-    """Median wall seconds per SFT / GRPO step and per stage, from the logs."""
+    """Median wall seconds per SFT / GRPO step, from the logs."""
     out = Path(args.out_dir)
     sft = [r["step_seconds"] for t in args.tasks for s in args.seeds
            for r in read_log(out / t / f"seed{s}" / "sft") if r["type"] == "sft"]
     grpo = [r["step_seconds"] for t in args.tasks for s in args.seeds for m in args.masks
             for r in read_log(out / t / f"seed{s}" / f"grpo-{m}") if r["type"] == "train"]
-    stages = [json.loads(p.read_text())["seconds"] for p in out.glob("*/seed*/*/done.json")]
     parts = []
     if sft:
         parts.append(f"SFT step median {statistics.median(sft):.0f} s ({len(sft)} steps)")
     if grpo:
         parts.append(f"GRPO step median {statistics.median(grpo):.0f} s ({len(grpo)} steps)")
-    if stages:
-        parts.append(f"{len(stages)} training runs, {sum(stages) / 60:.0f} min of wall time in all")
     return "; ".join(parts)
 
 
