@@ -48,7 +48,7 @@ def test_shrinking_and_bad_options(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--grpo-steps", "0"])
     gpu = bench.parse_args(["--gpu"])
-    assert gpu.device == "cuda" and gpu.eval_episodes == 256 and gpu.temperature == 1.0
+    assert gpu.device == "cuda" and gpu.eval_episodes == 64 and gpu.temperature == 1.0
 
 
 @pytest.mark.slow
