@@ -7,7 +7,7 @@ StandardTokenizer (Unicode UAX #29 word boundaries, one-character tokens kept,
 LowerCaseFilter -> StopFilter (Lucene's 33 English stop words) -> PorterStemFilter
 (the original Porter algorithm as Martin Porter's reference code has it, not
 Porter2/Snowball English). `LuceneEnglishAnalyzer` reproduces that chain; its
-agreement with Lucene is measured in `benchmarks/bm25_agreement.py`.
+agreement with Lucene is measured in `benchmarks/bm25_vs_pyserini.py`.
 
 `BM25sAnalyzer` is what this library used before (bm25s's `\\w\\w+` tokens,
 its English stop words, Snowball English stems), kept so old indexes and

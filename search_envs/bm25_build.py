@@ -18,6 +18,12 @@ import json
 import multiprocessing
 import os
 import shutil
+import warnings
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -163,13 +169,7 @@ def _spill_chunks(
     lengths = np.zeros(n, dtype=np.int32)
     ids: list[np.ndarray] = []
     chunks: list[dict[str, Any]] = []
-    pool = None
-    if workers > 1 and n >= MIN_PARALLEL_ROWS:
-        # spawn: safe in a process with threads (a server); chunks are large enough to amortise it
-        pool = multiprocessing.get_context("spawn").Pool(workers)
-        results = pool.imap(_analyze_rows, jobs)
-    else:
-        results = map(_analyze_rows, jobs)
+    results = _analysed(jobs, workers if n >= MIN_PARALLEL_ROWS else 1)
     bar = tqdm(total=n, desc="bm25: analyse", unit="passage", disable=not show_progress)
     try:
         for c, ((start, stop), (terms, tids, rows, tf, lens, pids)) in enumerate(zip(((j[2], j[3]) for j in jobs), results)):
@@ -191,12 +191,33 @@ def _spill_chunks(
             bar.update(stop - start)
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        results.close()
     width = max((a.dtype.itemsize for a in ids), default=1)
     all_ids = np.concatenate([a.astype(f"S{width}") for a in ids]) if ids else np.zeros(0, dtype="S1")
     return vocab, df[: len(vocab)], lengths, chunks, all_ids
+
+
+def _analysed(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[tuple]:
+    """`_analyze_rows` of each job, in order, on `workers` processes with at most
+    workers + 1 chunks in flight (so results never pile up in memory). If the worker
+    processes cannot start (spawn re-imports `__main__`, which fails for code read from
+    stdin), the remaining chunks are analysed in this process."""
+    done = 0
+    if workers > 1:
+        try:
+            # spawn: safe in a process with threads (a server); chunks are large enough to amortise it
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                queue = iter(jobs)
+                pending = deque(pool.submit(_analyze_rows, job) for job in islice(queue, workers + 1))
+                while pending:
+                    result = pending.popleft().result()
+                    pending.extend(pool.submit(_analyze_rows, job) for job in islice(queue, 1))
+                    done += 1
+                    yield result
+            return
+        except BrokenProcessPool as exc:
+            warnings.warn(f"bm25 build: worker processes failed ({exc}); analysing in this process", stacklevel=2)
+    yield from map(_analyze_rows, jobs[done:])
 
 
 class _NpyWriter:

@@ -216,6 +216,37 @@ def test_out_of_core_build_equals_one_chunk(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("**/*-spill"))
 
 
+def test_build_falls_back_to_one_process_when_workers_cannot_start(tmp_path, monkeypatch):
+    """Spawned workers die at start when `__main__` cannot be re-imported (a script read
+    from stdin): the build must finish in-process, not hang."""
+    import concurrent.futures.process as cfp
+
+    import search_envs.bm25_build as bb
+    from search_envs.corpus import embedded_subset_path
+
+    class DeadPool:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, *args, **kwargs):
+            raise cfp.BrokenProcessPool("A child process terminated abruptly")
+
+    corpus = embedded_subset_path(60)
+    one = build_index(corpus, "bm25", tmp_path / "one", show_progress=False)
+    monkeypatch.setattr(bb, "ProcessPoolExecutor", DeadPool)
+    monkeypatch.setattr(bb, "MIN_PARALLEL_ROWS", 10)
+    monkeypatch.setattr(bb, "chunk_rows", lambda memory_mb: 17)
+    with pytest.warns(UserWarning, match="analysing in this process"):
+        fallback = build_index(corpus, "bm25", tmp_path / "fallback", workers=2, show_progress=False)
+    assert (one / "bm25" / "data.npy").read_bytes() == (fallback / "bm25" / "data.npy").read_bytes()
+
+
 def test_interrupted_merge_leaves_nothing_that_loads(tmp_path, monkeypatch, small_corpus_path):
     import search_envs.bm25_build as bb
 

@@ -96,7 +96,7 @@ def set_search_params(index: Any, ef_search: int | None = None, nprobe: int | No
 class DenseEngine(StoreEngine):
     name = "dense"
     build_params = ("model", "faiss", "query_prefix", "passage_prefix", "hnsw_m", "ef_construction", "nlist", "pq_m",
-                    "pq_bits", "encoder", "device", "batch_size", "ef_search", "nprobe")
+                    "pq_bits", "rerank", "encoder", "device", "batch_size", "ef_search", "nprobe")
     load_params = ("encoder", "device", "batch_size", "ef_search", "nprobe")
 
     def __init__(
