@@ -23,6 +23,7 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Protocol as TypingProtocol
 
@@ -163,8 +164,6 @@ class SynthWorldDescriber:
 
     def description(self, entity, passage_id: str, avoid: Sequence[str]) -> str | None:
         """The shortest unique description from the facts `passage_id` states, or None."""
-        from itertools import combinations
-
         def mentions_avoided(attr: str) -> bool:
             text = f" {normalize_answer(str(entity.attrs[attr]))} "
             return any((g := normalize_answer(a)) and (f" {g} " in text or text in f" {g} ") for a in avoid)
