@@ -140,9 +140,9 @@ class SynthWorldDescriber:
     """Exact, LLM-free: searches `engine` (over the world's corpus, `synthworld.corpus_path`) for
     the entity's name, takes the entity's own passage among the hits (best ranked first) and
     describes the entity by facts that passage states ("the person born in 1850 and employed by
-    the Dalen Institute"), the fewest that pick out this entity alone among the world's entities
-    of its kind, preferring a fact naming another entity (so the next round can describe that
-    one: nested, multi-hop descriptions). Facts naming an answer or a replaced entity are never
+    the Dalen Institute") that pick out this entity alone among the world's entities of its
+    kind: first the sets with a fact naming another entity (so the next round can describe that
+    one: nested, multi-hop descriptions), fewest facts first, then the others. Facts naming an answer or a replaced entity are never
     used; the nickname is not (it is a name). The evidence is that passage's id."""
 
     nests = True
