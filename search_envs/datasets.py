@@ -182,8 +182,8 @@ def task_from_record(record: Any, source: str, fallback_id: str, where: str) -> 
     """One FlashRAG or R1-Searcher record (also a FlashRAG hub row) as a Task.
 
     FlashRAG: {"id", "question", "golden_answers": [...]}; R1-Searcher:
-    {"idx", "question", "answer"} where answer is a string or a list. `where`
-    (file:line) prefixes every error.
+    {"idx", "question", "answer"} where answer is a string or a list. A "metadata" object is
+    kept as the task's metadata. `where` (file:line) prefixes every error.
     """
     if not isinstance(record, Mapping):
         raise TaskFormatError(f"{where}: expected a JSON object, got {type(record).__name__}")
@@ -199,7 +199,8 @@ def task_from_record(record: Any, source: str, fallback_id: str, where: str) -> 
     if not answers:
         raise TaskFormatError(f"{where}: the answer field {key!r} holds no non-empty answer")
     task_id = next((record[k] for k in ("id", "idx", "_id") if record.get(k) not in (None, "")), fallback_id)
-    return Task(str(task_id), question.strip(), answers, source=source)
+    metadata = dict(record["metadata"]) if isinstance(record.get("metadata"), Mapping) else {}  # e.g. SynthWorld's evidence
+    return Task(str(task_id), question.strip(), answers, source=source, metadata=metadata)
 
 
 def task_from_verl_row(row: Mapping[str, Any], fallback_id: str, where: str) -> Task:

@@ -10,9 +10,11 @@ was and records why). `synthesize` runs `iterations` rounds.
 
 `SearchLLMDescriber` describes from the real corpus through any `search_envs.generation`
 backend (transformers, openai-compatible server, vLLM); `CorpusDescriptionDescriber` uses the
-embedded Wikipedia's own short descriptions (no LLM). The `Describer` protocol is the
-extension point for an exact describer (e.g. over a synthetic world whose facts are known,
-where no LLM is needed): implement `describe` and pass it to `synthesize`.
+embedded Wikipedia's own short descriptions (no LLM); `SynthWorldDescriber` is exact over a
+SynthWorld (its facts are known): the description is checked to pick out exactly one entity of
+the world, so the rewritten question keeps exactly one answer, and it nests (round 2 describes an
+entity named inside round 1's description: multi-hop questions). The `Describer` protocol is the
+extension point: implement `describe` and pass it to `synthesize`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Protocol as TypingProtocol
 
@@ -39,11 +42,14 @@ class DescribeRequest:
     entity: str
     question: str
     answers: tuple[str, ...]
+    replaced: tuple[str, ...] = ()
+    """Entities earlier rounds replaced: a description must not bring them back."""
 
 
 class Describer(TypingProtocol):
     """Descriptions for a batch of requests: (description, evidence) or None when it has none.
-    The evidence (a document id, a fact) is kept in the task's provenance."""
+    The evidence (a document id, a fact) is kept in the task's provenance. A describer with a
+    true `nests` attribute may also be asked for entities inside earlier descriptions."""
 
     def describe(self, requests: Sequence[DescribeRequest]) -> list[tuple[str, str] | None]: ...
 
@@ -118,6 +124,84 @@ class CorpusDescriptionDescriber:
         return out
 
 
+_SYNTH_CLAUSES = {
+    "birth_year": "born in {v}", "birthplace": "native to {v}", "occupation": "working as {av}",
+    "employer": "employed by the {v}", "country": "located in {v}", "founded": "founded in {v}",
+    "headquarters": "headquartered in {v}", "author": "written by {v}", "published": "first published in {v}",
+    "language": "whose people speak {v}",
+}
+"""How a SynthWorld fact reads inside a description (a work's genre is its noun instead)."""
+_SYNTH_NOUNS = {"person": "person", "city": "city", "country": "country", "org": "organisation", "work": "work"}
+_SYNTH_LINKS = ("birthplace", "employer", "country", "headquarters", "author")
+"""Facts whose value is another entity: preferred, so that a later round can describe it."""
+
+
+class SynthWorldDescriber:
+    """Exact, LLM-free: searches `engine` (over the world's corpus, `synthworld.corpus_path`) for
+    the entity's name, takes the entity's own passage among the hits (best ranked first) and
+    describes the entity by facts that passage states ("the person born in 1850 and employed by
+    the Dalen Institute") that pick out this entity alone among the world's entities of its
+    kind: first the sets with a fact naming another entity (so the next round can describe that
+    one: nested, multi-hop descriptions), fewest facts first, then the others. Facts naming an answer or a replaced entity are never
+    used; the nickname is not (it is a name). The evidence is that passage's id."""
+
+    nests = True
+
+    def __init__(self, world, engine, k: int = 10, max_facts: int = 3) -> None:
+        self.world, self.engine, self.k, self.max_facts = world, engine, k, max_facts
+        self.by_name = {e.name: e for e in world.entities}
+
+    def _entity(self, span: str, question: str):
+        """The world entity `span` names, unless it is part of a longer name in the question
+        ("Kelon" in the title "The Silent Harbor of Kelon")."""
+        e = self.by_name.get(span) or self.by_name.get(f"The {span}")
+        if e is None or any(span in n and n != e.name and n in question for n in self.by_name):
+            return None
+        return e
+
+    def _matches(self, kind: str, facts: Sequence[tuple[str, object]]) -> int:
+        return sum(e.kind == kind and all(e.attrs.get(a) == v for a, v in facts) for e in self.world.entities)
+
+    def description(self, entity, passage_id: str, avoid: Sequence[str]) -> str | None:
+        """The shortest unique description from the facts `passage_id` states, or None."""
+        def mentions_avoided(attr: str) -> bool:
+            text = f" {normalize_answer(str(entity.attrs[attr]))} "
+            return any((g := normalize_answer(a)) and (f" {g} " in text or text in f" {g} ") for a in avoid)
+
+        usable = [a for a in entity.attrs if a != "alias" and entity.fact_passage.get(a) == passage_id
+                  and not mentions_avoided(a)]
+        combos = [c for n in range(1, min(self.max_facts, len(usable)) + 1) for c in combinations(usable, n)]
+        combos.sort(key=lambda c: (not any(a in _SYNTH_LINKS for a in c), len(c)))  # stable: attribute order
+        for combo in combos:
+            facts = [(a, entity.attrs[a]) for a in combo]
+            if self._matches(entity.kind, facts) != 1:
+                continue
+            noun = entity.attrs["genre"] if "genre" in combo else _SYNTH_NOUNS[entity.kind]
+            clauses = []
+            for a, v in facts:
+                if a != "genre":
+                    clauses.append(_SYNTH_CLAUSES[a].format(v=v, av=f"{'an' if str(v)[0] in 'aeiou' else 'a'} {v}"))
+            return " ".join([f"the {noun}", " and ".join(clauses)]).strip()
+        return None
+
+    def describe(self, requests: Sequence[DescribeRequest]) -> list[tuple[str, str] | None]:
+        out: list[tuple[str, str] | None] = [None] * len(requests)
+        found = [(i, e) for i, r in enumerate(requests) if (e := self._entity(r.entity, r.question)) is not None]
+        if not found:
+            return out
+        hits = self.engine.search([e.name for _, e in found], self.k)
+        for (i, e), docs in zip(found, hits):
+            r = requests[i]
+            for doc in docs:
+                if doc.id.rpartition("-")[0] != e.id:
+                    continue
+                text = self.description(e, doc.id, (*r.answers, *r.replaced))
+                if text is not None:
+                    out[i] = (text, doc.id)
+                    break
+        return out
+
+
 def clean_description(text: str) -> str:
     """The first line, without quotes, a 'Phrase:' label or a final period."""
     line = text.strip().split("\n")[0].strip()
@@ -147,7 +231,8 @@ class Synthesis:
 
 def pick_entity(question: str, answers: Sequence[str], avoid: Sequence[str], rng: random.Random) -> str | None:
     """A capitalised span of the question (RAMP's span finder) that is not an answer, does not
-    contain one, and is not inside an earlier description; None when there is none."""
+    contain one, and is not inside any text of `avoid` (earlier descriptions, failed entities);
+    None when there is none."""
     golds = [normalize_answer(a) for a in answers if normalize_answer(a)]
     spans = candidate_spans(question, title="")["entity"]
     options = []
@@ -162,8 +247,9 @@ def pick_entity(question: str, answers: Sequence[str], avoid: Sequence[str], rng
     return rng.choice(options) if options else None
 
 
-def check_description(description: str, entity: str, answers: Sequence[str]) -> str | None:
-    """Why a description is refused, or None: empty, too long, names the entity or an answer."""
+def check_description(description: str, entity: str, answers: Sequence[str], replaced: Sequence[str] = ()) -> str | None:
+    """Why a description is refused, or None: empty, too long, names the entity, an answer or an
+    entity an earlier round replaced."""
     norm = normalize_answer(description)
     if not norm:
         return "empty description"
@@ -174,41 +260,51 @@ def check_description(description: str, entity: str, answers: Sequence[str]) -> 
         return "description names the entity"
     if any((g := normalize_answer(a)) and f" {g} " in f" {norm} " for a in answers):
         return "description gives the answer away"
+    if any((g := normalize_answer(a)) and f" {g} " in f" {norm} " for a in replaced):
+        return "description names an entity replaced earlier"
     return None
 
 
 def replace_entity(question: str, entity: str, description: str) -> str:
     """The question with its first `entity` replaced by `description`, without doubling an
-    article ("the the ...") when the entity already followed one."""
+    article ("the the ...") when the entity already followed one (lower-cased inside the
+    sentence: a capital "The" belonged to the name)."""
     at = question.find(entity)
     before = question[:at]
     if before.lower().endswith(("the ", "a ", "an ")) and description.lower().startswith(("the ", "a ", "an ")):
         description = description.split(" ", 1)[1]
+        if before.endswith(" The "):  # the article was part of the name ("The Silent Harbor"): no longer
+            before = before[:-4] + "the "
     return before + description + question[at + len(entity):]
 
 
 def synthesize(tasks: Sequence[Task], describer: Describer, iterations: int = 2, seed: int = 0) -> list[Synthesis]:
-    """`iterations` rounds of entity replacement over `tasks` (batched per round)."""
+    """`iterations` rounds of entity replacement over `tasks` (batched per round). With a
+    describer that `nests`, an entity inside an earlier description may be picked (its
+    description then nests in the other: a multi-hop question)."""
     if iterations < 1:
         raise ValueError("iterations must be >= 1")
     rng = random.Random(seed)
+    nests = bool(getattr(describer, "nests", False))
     states = [Synthesis(t, t.question) for t in tasks]
     for round_no in range(iterations):
         picks: list[tuple[Synthesis, str]] = []
         for s in states:
-            entity = pick_entity(s.question, s.task.answers, [r.description for r in s.rewrites] + s.tried, rng)
+            avoid = s.tried if nests else [r.description for r in s.rewrites] + s.tried
+            entity = pick_entity(s.question, s.task.answers, avoid, rng)
             if entity is None:
                 s.refused.append(f"round {round_no + 1}: no entity left to replace")
             else:
                 picks.append((s, entity))
-        answers = describer.describe([DescribeRequest(e, s.question, s.task.answers) for s, e in picks])
+        answers = describer.describe([DescribeRequest(e, s.question, s.task.answers, tuple(r.entity for r in s.rewrites))
+                                      for s, e in picks])
         for (s, entity), got in zip(picks, answers):
             if got is None:
                 s.tried.append(entity)
                 s.refused.append(f"round {round_no + 1}: nothing found for {entity!r}")
                 continue
             description, evidence = got
-            reason = check_description(description, entity, s.task.answers)
+            reason = check_description(description, entity, s.task.answers, [r.entity for r in s.rewrites])
             if reason:
                 s.tried.append(entity)
                 s.refused.append(f"round {round_no + 1}: {reason} ({entity!r})")
@@ -219,9 +315,17 @@ def synthesize(tasks: Sequence[Task], describer: Describer, iterations: int = 2,
 
 
 def to_task(s: Synthesis) -> Task:
-    return Task(f"{s.task.id}-e2h{len(s.rewrites)}", s.question, s.task.answers, source="e2hqa",
-                metadata={"original_question": s.task.question, "original_id": s.task.id,
-                          "rewrites": [vars(r) for r in s.rewrites]})
+    """The rewritten task. A task that lists its gold `evidence` (SynthWorld) keeps it, plus each
+    rewrite's evidence passage, and its `hops` grow by one per new passage, so that answer recall and
+    the oracle stay exact; its `search_path` (the original names) is dropped."""
+    metadata = {k: v for k, v in s.task.metadata.items() if k != "search_path"}
+    if isinstance(metadata.get("evidence"), list):
+        evidence = list(dict.fromkeys([*metadata["evidence"], *(r.evidence for r in s.rewrites)]))
+        if isinstance(metadata.get("hops"), int):
+            metadata["hops"] += len(evidence) - len(metadata["evidence"])
+        metadata["evidence"] = evidence
+    metadata.update(original_question=s.task.question, original_id=s.task.id, rewrites=[vars(r) for r in s.rewrites])
+    return Task(f"{s.task.id}-e2h{len(s.rewrites)}", s.question, s.task.answers, source="e2hqa", metadata=metadata)
 
 
 def write_tasks(syntheses: Sequence[Synthesis], path: str | Path, keep_unchanged: bool = False) -> int:

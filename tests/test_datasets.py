@@ -248,6 +248,7 @@ def test_flashrag_rows_to_tasks():
         ("dev_0", "hotpotqa", ("Arthur's Magazine",)),
         ("dev_1", "hotpotqa", ("x", "y")),
     ]
+    assert tasks[0].metadata == {"type": "comparison"} and tasks[1].metadata == {}
     with pytest.raises(TaskFormatError, match=r"FlashRAG_datasets/nq/test row 0: no answer field"):
         flashrag_rows_to_tasks([{"id": "a", "question": "q"}], "nq", "test")
 
