@@ -247,7 +247,7 @@ def test_answer_reward_and_components_are_the_envs(smol_tokenizer, wiki_tasks):
     loop = make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, actions))
     out = play(loop, row_kwargs(task.id, 0, env_kwargs=env_kwargs))
     info = out.extra_fields["reward_extra_info"]
-    assert out.reward_score == pytest.approx(1.0) and info["f1"] == pytest.approx(1.0)
+    assert out.reward_score == pytest.approx(1.0) and info["r1_searcher_f1"] == pytest.approx(1.0)
     assert info["num_searches"] == 1 and info["num_actions"] == 2
     text = smol_tokenizer.decode([t for t, m in zip(out.response_ids, out.response_mask) if m == 0])
     assert "<information>" in text and "Doc 1(Title:" in text

@@ -23,7 +23,7 @@ import gymnasium as gym
 
 import search_envs  # noqa: F401  (registers the env ids)
 from search_envs.env import SearchEnv, SearchRequest
-from search_envs.vector import search_error_message
+from search_envs.vector import search_error_message, unanswered
 
 
 class SearchBatcher:
@@ -32,8 +32,8 @@ class SearchBatcher:
     Requests that arrive within `window` seconds of each other go to the engine in one
     `search` call per distinct k, run in a thread so the event loop keeps generating.
     A call that has not answered within `timeout` seconds, or that raises, answers
-    each of its requests with an error message (the env turns it into an error
-    observation); the episode goes on instead of hanging.
+    each of its requests with `unanswered` SearchFailures (the env turns them into an
+    error observation), as the vector env does; the episode goes on instead of hanging.
     """
 
     def __init__(self, engine, timeout: float = 60.0, window: float = 0.002, max_threads: int = 4) -> None:
@@ -45,8 +45,8 @@ class SearchBatcher:
         self._pending: list[tuple[SearchRequest, asyncio.Future]] = []
         self._flushing = False
 
-    async def search(self, request: SearchRequest) -> list | str:
-        """The request's results, or why it could not be answered."""
+    async def search(self, request: SearchRequest) -> list:
+        """The request's results: one list per query (SearchFailures when it could not be answered)."""
         future = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
         if not self._flushing:
@@ -75,9 +75,9 @@ class SearchBatcher:
                 raise RuntimeError(f"engine returned {len(results)} result lists for {len(queries)} queries")
         except asyncio.TimeoutError:
             message = f"the search did not answer within {self.timeout:g} seconds; try again"
-            answers: list[Any] = [message] * len(members)
+            answers: list[Any] = [unanswered(request, message) for request, _ in members]
         except Exception as exc:  # one failing call must not end the episodes
-            answers = [search_error_message(exc)] * len(members)
+            answers = [unanswered(request, search_error_message(exc)) for request, _ in members]
         else:
             answers, start = [], 0
             for request, _ in members:
@@ -128,10 +128,7 @@ class SharedEnv:
         request = env.begin_step(action)
         if request is None:  # answers, invalid actions, browsing (a page fetch: off the loop)
             return await asyncio.get_running_loop().run_in_executor(None, env.end_step, None)
-        answer = await self.batcher().search(request)
-        if isinstance(answer, str):
-            return env.end_step(None, error=answer)
-        return env.end_step(answer)
+        return env.end_step(await self.batcher().search(request))
 
 
 _SHARED: dict[tuple[str, str, float], SharedEnv] = {}
