@@ -45,6 +45,14 @@ def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch
     return -(logp.exp() * logp).sum(-1)
 
 
+def group_members(groups: Sequence[object]) -> list[list[int]]:
+    """The positions of each group's members, groups in order of first appearance."""
+    members: dict[object, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    return list(members.values())
+
+
 def grpo_advantages(scores: Sequence[float], groups: Sequence[object], eps: float = 1e-6) -> torch.Tensor:
     """(score - group mean) / (group std + eps), one value per trajectory.
 
@@ -52,10 +60,7 @@ def grpo_advantages(scores: Sequence[float], groups: Sequence[object], eps: floa
     and a group of one gets mean 0 and std 1 (its raw score)."""
     scores_t = torch.as_tensor(list(scores), dtype=torch.float32)
     out = torch.empty_like(scores_t)
-    members: dict[object, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    for idx in members.values():
+    for idx in group_members(groups):
         s = scores_t[idx]
         if len(idx) == 1:
             mean, std = torch.tensor(0.0), torch.tensor(1.0)
@@ -177,10 +182,7 @@ def group_mean_baseline(scores: Sequence[float], groups: Sequence[object]) -> to
     R1-Searcher trains with; no division by the group std (unlike GRPO)."""
     scores_t = torch.as_tensor(list(scores), dtype=torch.float32)
     out = torch.empty_like(scores_t)
-    members: dict[object, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    for idx in members.values():
+    for idx in group_members(groups):
         out[idx] = scores_t[idx] - scores_t[idx].mean()
     return out
 
