@@ -70,7 +70,7 @@ def make_tokenizer(run: TinySearchRun):
 
     from .tiny import bpe_tokenizer, word_tokenizer
 
-    world = generate_world(WorldConfig(seed=run.seed, **run.world))
+    world = generate_world(WorldConfig(**run.world))  # the envs' world (run.seed is the training seed)
     protocol = make_protocol("search_r1")
     docs = [f'Doc 1(Title: "{p["title"]}") {p["text"]}' for p in world.passages]
     texts = docs + [t.question for t in world.all_tasks] + [protocol.prompt(""), "<answer> unknown </answer>"] * 20
