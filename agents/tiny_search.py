@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-WORLD = {"num_entities": 1000, "passages_per_entity": 1, "alias_rate": 0.0, "surname_pool": 40}
+WORLD = {"num_entities": 1000, "passages_per_entity": 1, "alias_rate": 0.0, "surname_pool": 40, "num_cities": 40}
 """~480 people, every fact of an entity in one passage; 40 surnames, so every word of a
 held-out name also occurs in training names (a word-level model can copy it)."""
 RELATIONS = ("birthplace",)

@@ -65,6 +65,9 @@ class WorldConfig:
     surname_pool: int = 0
     """Distinct surnames to draw from (0: half the number of people). Smaller: more
     people share a surname (harder retrieval; every name word recurs in training)."""
+    num_cities: int = 0
+    """Cities among the entities (0: a fifth of them). Fewer: every city is some training
+    question's answer, so a model that cannot copy an unseen word can still write it."""
 
     def __post_init__(self) -> None:
         if self.num_entities < 20:
@@ -73,6 +76,8 @@ class WorldConfig:
             raise ValueError("passages_per_entity must be >= 1")
         if self.surname_pool < 0:
             raise ValueError("surname_pool must be >= 0")
+        if self.num_cities and not 6 <= self.num_cities <= self.num_entities // 3:
+            raise ValueError(f"num_cities must be 0 or in [6, num_entities // 3], got {self.num_cities}")
         for name in ("distractor_density", "alias_rate", "test_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
@@ -198,7 +203,7 @@ def _generate(config: WorldConfig) -> World:
     rng = random.Random(config.seed)
     n = config.num_entities
     n_countries = max(3, n // 25)
-    n_cities, n_orgs, n_works = max(6, n // 5), max(4, n // 7), max(4, n // 7)
+    n_cities, n_orgs, n_works = config.num_cities or max(6, n // 5), max(4, n // 7), max(4, n // 7)
     n_people = n - n_countries - n_cities - n_orgs - n_works
     taken: list[str] = []
     languages = _unique_words(rng, n_countries, 2, taken, "ish")
