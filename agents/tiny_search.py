@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 WORLD = {"num_entities": 1000, "passages_per_entity": 1, "alias_rate": 0.0, "surname_pool": 40, "num_cities": 40}
-"""~480 people, every fact of an entity in one passage; 40 surnames, so every word of a
-held-out name also occurs in training names (a word-level model can copy it)."""
+"""~640 people, every fact of an entity in one passage; 40 surnames, so every word of a
+held-out name also occurs in training names (a word-level model can copy it); 40 cities, so
+every birthplace is some training question's answer (a tiny model writes only words it was
+trained to write: with SynthWorld's default ~200 cities held-out EM stops at 0.72,
+agents/README.md)."""
 RELATIONS = ("birthplace",)
 """Single-hop questions: where was X born? (one of 40 invented cities)."""
 TAGS = ("<search>", "</search>", "<answer>", "</answer>", "<information>", "</information>", "<think>", "</think>")

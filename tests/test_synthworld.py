@@ -63,6 +63,16 @@ def test_world_shape_and_knobs():
         w.tasks("train", kinds=("riddle",))
 
 
+def test_num_cities_knob_sets_the_cities_and_every_birthplace_is_one_of_them():
+    world = generate_world(WorldConfig(num_entities=300, num_cities=12))
+    cities = {e.name for e in world.entities if e.kind == "city"}
+    assert len(cities) == 12
+    assert {e.attrs["birthplace"] for e in world.entities if e.kind == "person"} <= cities
+    assert sum(e.kind == "city" for e in generate_world(WorldConfig(num_entities=300)).entities) == 60
+    with pytest.raises(ValueError, match="num_cities"):
+        WorldConfig(num_entities=300, num_cities=200)
+
+
 def test_splits_are_disjoint_and_evidence_is_exact():
     w = generate_world()
     passages = {p["id"]: p["text"] for p in w.passages}
