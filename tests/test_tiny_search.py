@@ -12,16 +12,15 @@ import pytest
 from search_envs.agents.tiny_search import TinySearchRun, learn_to_search
 
 
-@pytest.mark.slow  # a training run: 258 s measured under load average 11 on 2 shared cores
+@pytest.mark.slow  # a training run: ~45 s on 2 quiet cores (258 s measured under load average 11)
 def test_tiny_model_learns_to_search(tmp_path):
-    # a smaller world and a shorter run than the benchmark's (which reaches higher EM)
-    world = {"num_entities": 1000, "passages_per_entity": 1, "alias_rate": 0.0, "surname_pool": 40}
-    run = TinySearchRun(world=world, sft_epochs=40, grpo_steps=2, eval_every=1000, eval_episodes=48)
+    # the benchmark's world (every city some training answer), a shorter run
+    run = TinySearchRun(sft_epochs=40, grpo_steps=2, eval_every=1000, eval_episodes=48)
     summary = learn_to_search(tmp_path, run)
     untrained, final = summary["untrained"], summary["after_grpo"]
     assert untrained["em"] <= 0.05 and untrained["searches"] < 0.5
     assert final["searches"] >= 0.9  # it searches ...
-    assert final["em"] >= max(0.3, summary["never_search_em"] + 0.25)  # ... and that is what answers
+    assert final["em"] >= max(0.8, summary["never_search_em"] + 0.5)  # ... and that is what answers (measured: 1.0)
     assert summary["never_search_em"] <= 0.1
     rows = json.loads((tmp_path / "curve.json").read_text())["rows"]
     assert [r["phase"] for r in rows if r["type"] == "eval"][-1] == "grpo"
