@@ -96,7 +96,7 @@ def _config(run: TinySearchRun, out_dir: Path, **overrides):
 
 
 def _vec(run: TinySearchRun, split: str, n: int):
-    from search_envs.synthworld import make_synth_env
+    from search_envs.registration import make_synth_env
     from search_envs.vector import SearchVectorEnv
 
     first = make_synth_env(**env_kwargs(run, split))
@@ -107,7 +107,7 @@ def _vec(run: TinySearchRun, split: str, n: int):
 def never_search_em(run: TinySearchRun) -> float:
     """EM of `majority` (the best policy that never searches) on the held-out questions."""
     from search_envs.policies import make_policy, run_episodes
-    from search_envs.synthworld import make_synth_env
+    from search_envs.registration import make_synth_env
 
     env = make_synth_env(**env_kwargs(run, "test"))
     records = run_episodes(make_policy("majority"), env, n=len(env.tasks), progress=False)
@@ -124,7 +124,7 @@ def learn_to_search(out_dir: str | Path, run: TinySearchRun | None = None,
 
     from search_envs.commands.collect import collect
     from search_envs.policies import make_policy
-    from search_envs.synthworld import make_synth_env
+    from search_envs.registration import make_synth_env
 
     from .tiny import tiny_llama, torch_threads
     from .train import train

@@ -46,7 +46,7 @@ def say(text: str = "") -> None:
 
 
 def introduce(run: TinySearchRun) -> None:
-    from search_envs.synthworld import make_synth_env
+    from search_envs.registration import make_synth_env
 
     env = make_synth_env(**env_kwargs(run, "test"))
     task = env.tasks[0]
@@ -72,7 +72,7 @@ def progress_line(row: dict) -> None:
 
 def baseline_rows(run: TinySearchRun, names: list[str]) -> list[dict]:
     from search_envs.policies import make_policy, run_episodes, summarize
-    from search_envs.synthworld import make_synth_env
+    from search_envs.registration import make_synth_env
 
     rows = []
     for name in names:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,11 @@ from gymnasium.envs.registration import load_env_creator, register, registry
 from search_envs.env import SearchEnv
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from search_envs.engines.base import SearchEngine
     from search_envs.generation import Generator
+    from search_envs.synthworld import WorldConfig
     from search_envs.vector import SearchVectorEnv
     from search_envs.web.cache import WebCache
     from search_envs.web.fetch import FetchPolicy
@@ -156,6 +160,94 @@ def make_web_env(
     return SearchEnv(factory, tasks, protocol=protocol, browser=browser, **env_kwargs)
 
 
+def make_synth_env(
+    engine: Any = "bm25",
+    tasks: Any = "train",
+    kinds: tuple[str, ...] | list[str] | None = ("single",),
+    hops: tuple[int, ...] | list[int] | None = None,
+    relations: tuple[str, ...] | list[str] | None = None,
+    world: dict[str, Any] | None = None,
+    index_dir: str | Path | None = None,
+    **env_kwargs: Any,
+):
+    """`SearchEnvs/SynthWorld-v0` / `SynthWorldMultiHop-v0`: a SearchEnv over a SynthWorld corpus.
+
+    engine: "bm25", "dense", "hybrid", or a retrieval server URL serving this world's
+    corpus (`search-envs serve --corpus <corpus_path(config)>`), or a callable taking the
+    `WorldConfig` and returning an engine (`SearchEnvs/SynthSim-v0`). tasks: "train",
+    "test", "all", a ``synth:`` spec (its world knobs override `world`), or a TaskSet.
+    kinds / hops / relations: question filters for a split name. world: `WorldConfig`
+    fields. Other keyword arguments go to `SearchEnv` (protocol, reward, top_k, ...).
+    """
+    from search_envs.synthworld import SPLITS, WorldConfig, corpus_path, generate_world, parse_spec
+
+    config = WorldConfig(**(world or {}))
+    if isinstance(tasks, str) and (tasks.startswith("synth:") or tasks in (*SPLITS, "all")):
+        if tasks.startswith("synth:"):
+            overrides, filters = parse_spec(tasks)
+            config = replace(config, **overrides)
+        else:
+            filters = {"split": tasks}
+        filters.setdefault("kinds", tuple(kinds) if kinds else None)
+        filters.setdefault("hops", tuple(hops) if hops else None)
+        filters.setdefault("relations", tuple(relations) if relations else None)
+        tasks = generate_world(config).tasks(**filters)
+
+    def factory():
+        from search_envs.index import is_server_url, open_engine
+
+        if callable(engine):
+            return engine(config)
+        if is_server_url(engine):  # the server holds this world's corpus itself
+            return open_engine(engine)
+        return open_engine(engine, corpus=corpus_path(config), index_dir=index_dir)
+
+    return SearchEnv(factory, tasks, **env_kwargs)
+
+
+def make_synth_sim_env(
+    generator: str = "exact",
+    generator_kwargs: dict[str, Any] | None = None,
+    noise_kinds: Sequence[str] | str | None = None,
+    include_answer: bool = True,
+    noise_schedule: Any = "exponential",
+    tasks: Any = "train",
+    world: dict[str, Any] | None = None,
+    cache: Any = True,
+    engine_kwargs: dict[str, Any] | None = None,
+    **env_kwargs: Any,
+):
+    """`SearchEnvs/SynthSim-v0`: ZeroSearch over a SynthWorld, the simulator exact.
+
+    generator: "exact" (`SynthSimEngine`, no LLM) or a `SimulatedEngine` backend
+    ("transformers", "openai", "vllm") with `generator_kwargs` and `cache`: the same
+    env, tasks and curriculum with an LLM writing the documents. noise_kinds: the
+    exact engine's noisy kinds (default: all of `NOISE_KINDS`). noise_schedule: a `make_schedule` spec (default:
+    ZeroSearch's exponential 0 -> 0.5). tasks / world / kinds / hops / relations: as
+    `SearchEnvs/SynthWorld-v0`. engine_kwargs: more engine options (seed,
+    drop_leaking_noisy, or SimulatedEngine's). Other keyword arguments go to `SearchEnv`.
+    """
+    from search_envs.engines.synth_sim import NOISE_KINDS, SynthSimEngine
+    from search_envs.synthworld import generate_world
+
+    noise_kinds = NOISE_KINDS if noise_kinds is None else noise_kinds
+    if generator == "exact":
+        if generator_kwargs:
+            raise ValueError("generator_kwargs are for an LLM generator; the exact engine takes engine_kwargs")
+
+        def engine(config: WorldConfig) -> SearchEngine:
+            return SynthSimEngine(generate_world(config), noise_kinds=noise_kinds, include_answer=include_answer,
+                                  **(engine_kwargs or {}))
+    else:
+        def engine(config: WorldConfig) -> SearchEngine:
+            from search_envs.engines.simulated import SimulatedEngine
+
+            return SimulatedEngine(generator, include_answer=include_answer, cache=cache, **(engine_kwargs or {}),
+                                   **(generator_kwargs or {}))
+
+    return make_synth_env(engine=engine, tasks=tasks, world=world, noise_schedule=noise_schedule, **env_kwargs)
+
+
 # id -> (entry point, default kwargs). Add new environments here: each gets a vector entry point too.
 ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     "SearchEnvs/WikiBM25-v0": ("search_envs.registration:make_wiki_env", {"engine": "bm25"}),
@@ -166,10 +258,10 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     "SearchEnvs/SimSearch-v0": ("search_envs.registration:make_sim_env", {"generator": "transformers", "top_k": 5}),
     "SearchEnvs/NoisyWiki-v0": ("search_envs.registration:make_noisy_wiki_env", {"engine": "bm25"}),
     # SynthWorld: fictional facts, so only searching answers them (docs/synthworld.md).
-    "SearchEnvs/SynthWorld-v0": ("search_envs.synthworld:make_synth_env", {"kinds": ("single",)}),
-    "SearchEnvs/SynthWorldMultiHop-v0": ("search_envs.synthworld:make_synth_env", {"kinds": ("chain",), "hops": (2, 3, 4)}),
+    "SearchEnvs/SynthWorld-v0": ("search_envs.registration:make_synth_env", {"kinds": ("single",)}),
+    "SearchEnvs/SynthWorldMultiHop-v0": ("search_envs.registration:make_synth_env", {"kinds": ("chain",), "hops": (2, 3, 4)}),
     # ZeroSearch over SynthWorld with an exact simulator (docs/zerosearch.md); generator="openai" swaps in an LLM.
-    "SearchEnvs/SynthSim-v0": ("search_envs.engines.synth_sim:make_synth_sim_env", {"generator": "exact"}),
+    "SearchEnvs/SynthSim-v0": ("search_envs.registration:make_synth_sim_env", {"generator": "exact"}),
 }
 
 

@@ -10,7 +10,7 @@ evidence passages, so answer recall and the oracle are exact.
 identical for the same config on any machine: one `random.Random(seed)` drawn in a
 fixed order, no hash or set order); `world.tasks(...)` filters its questions;
 `write_world` writes the corpus (FlashRAG jsonl, searchable by every engine) and the
-task splits (FlashRAG task jsonl). `make_synth_env` is the gym entry point of
+task splits (FlashRAG task jsonl). `search_envs.registration.make_synth_env` is the gym entry point of
 `SearchEnvs/SynthWorld-v0` (single-hop) and `SearchEnvs/SynthWorldMultiHop-v0`.
 Task spec for `load_tasks`: ``synth:<split>[:key=value,...]``, e.g.
 ``synth:test:kinds=chain,hops=2-4,num_entities=400`` (see `parse_spec`).
@@ -396,50 +396,3 @@ def synth_tasks(spec: str) -> TaskSet:
     """`load_tasks("synth:...")`: the questions of a spec (see `parse_spec`)."""
     world, filters = parse_spec(spec)
     return generate_world(WorldConfig(**world)).tasks(**filters)
-
-
-def make_synth_env(
-    engine: Any = "bm25",
-    tasks: Any = "train",
-    kinds: tuple[str, ...] | list[str] | None = ("single",),
-    hops: tuple[int, ...] | list[int] | None = None,
-    relations: tuple[str, ...] | list[str] | None = None,
-    world: dict[str, Any] | None = None,
-    index_dir: str | Path | None = None,
-    **env_kwargs: Any,
-):
-    """A SearchEnv over a SynthWorld corpus.
-
-    engine: "bm25", "dense", "hybrid", or a retrieval server URL serving this world's
-    corpus (`search-envs serve --corpus <corpus_path(config)>`), or a callable taking the
-    `WorldConfig` and returning an engine (`SearchEnvs/SynthSim-v0`). tasks: "train",
-    "test", "all", a ``synth:`` spec (its world knobs override `world`), or a TaskSet.
-    kinds / hops / relations: question filters for a split name. world: `WorldConfig`
-    fields. Other keyword arguments go to `SearchEnv` (protocol, reward, top_k, ...).
-    """
-    from search_envs.env import SearchEnv
-
-    config = WorldConfig(**(world or {}))
-    if isinstance(tasks, str) and (tasks.startswith("synth:") or tasks in (*SPLITS, "all")):
-        if tasks.startswith("synth:"):
-            overrides, filters = parse_spec(tasks)
-            config = replace(config, **overrides)
-        else:
-            filters = {"split": tasks}
-        filters.setdefault("kinds", tuple(kinds) if kinds else None)
-        filters.setdefault("hops", tuple(hops) if hops else None)
-        filters.setdefault("relations", tuple(relations) if relations else None)
-        tasks = generate_world(config).tasks(**filters)
-
-    def factory():
-        if callable(engine):
-            return engine(config)
-        if engine.startswith(("http://", "https://")):
-            from search_envs.engines.remote import RemoteEngine
-
-            return RemoteEngine(engine)
-        from search_envs.engines import open_engine
-
-        return open_engine(engine, corpus=corpus_path(config), index_dir=index_dir)
-
-    return SearchEnv(factory, tasks, **env_kwargs)

@@ -16,7 +16,8 @@ from search_envs.agents.tiny import tiny_llama, torch_threads, word_tokenizer
 from search_envs.agents.train import pad_batch, rollout_options
 from search_envs.commands.collect import collect
 from search_envs.policies import make_policy
-from search_envs.synthworld import WorldConfig, generate_world, make_synth_env
+from search_envs.registration import make_synth_env
+from search_envs.synthworld import WorldConfig, generate_world
 from search_envs.vector import SearchVectorEnv
 
 WORLD = {"num_entities": 60, "passages_per_entity": 1}

@@ -17,7 +17,7 @@ the truth is known, so the same two kinds can be written without an LLM, exactly
 The interface is `SimulatedEngine`'s: the env's noise curriculum sets
 `QueryContext.noisy`, `include_answer` says whether the engine may read the question
 and gold answers (to pick the fact to falsify and drop a noisy document that would
-still hold the answer), and `make_synth_sim_env(generator=...)` swaps this engine for
+still hold the answer), and `search_envs.registration.make_synth_sim_env(generator=...)` swaps this engine for
 an LLM simulator ("transformers", "openai", "vllm") without touching anything else.
 Results are a pure function of (seed, query, question, answers, mode, k), so training
 and evaluation are repeatable; `stats` counts each kind served.
@@ -209,44 +209,3 @@ class SynthSimEngine(SearchEngine):
             self.stats[kind] += 1
             results[i] = docs
         return results
-
-
-def make_synth_sim_env(
-    generator: str = "exact",
-    generator_kwargs: dict[str, Any] | None = None,
-    noise_kinds: Sequence[str] | str = NOISE_KINDS,
-    include_answer: bool = True,
-    noise_schedule: Any = "exponential",
-    tasks: Any = "train",
-    world: dict[str, Any] | None = None,
-    cache: Any = True,
-    engine_kwargs: dict[str, Any] | None = None,
-    **env_kwargs: Any,
-):
-    """`SearchEnvs/SynthSim-v0`: ZeroSearch over a SynthWorld, the simulator exact.
-
-    generator: "exact" (`SynthSimEngine`, no LLM) or a `SimulatedEngine` backend
-    ("transformers", "openai", "vllm") with `generator_kwargs` and `cache`: the same
-    env, tasks and curriculum with an LLM writing the documents. noise_kinds: the
-    exact engine's noisy kinds. noise_schedule: a `make_schedule` spec (default:
-    ZeroSearch's exponential 0 -> 0.5). tasks / world / kinds / hops / relations: as
-    `SearchEnvs/SynthWorld-v0`. engine_kwargs: more engine options (seed,
-    drop_leaking_noisy, or SimulatedEngine's). Other keyword arguments go to `SearchEnv`.
-    """
-    from search_envs.synthworld import make_synth_env
-
-    if generator == "exact":
-        if generator_kwargs:
-            raise ValueError("generator_kwargs are for an LLM generator; the exact engine takes engine_kwargs")
-
-        def engine(config: WorldConfig) -> SearchEngine:
-            return SynthSimEngine(generate_world(config), noise_kinds=noise_kinds, include_answer=include_answer,
-                                  **(engine_kwargs or {}))
-    else:
-        def engine(config: WorldConfig) -> SearchEngine:
-            from search_envs.engines.simulated import SimulatedEngine
-
-            return SimulatedEngine(generator, include_answer=include_answer, cache=cache, **(engine_kwargs or {}),
-                                   **(generator_kwargs or {}))
-
-    return make_synth_env(engine=engine, tasks=tasks, world=world, noise_schedule=noise_schedule, **env_kwargs)
