@@ -14,24 +14,18 @@ against our server unchanged and sees what our environments show:
 from __future__ import annotations
 
 import copy
-import os
 import random
 import re
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import List
 
-import httpx
 import pytest
 import requests
 
 from search_envs import SearchEnv, Task
 from search_envs.protocols import R1SearcherProtocol, SearchR1Protocol
 from search_envs.datasets import load_tasks
+from tests.serve_process import Server
 
 
 # --- vendored: Search-R1 (Apache-2.0), search_r1/llm_agent/generation.py --------------------------
@@ -120,32 +114,8 @@ def r1_searcher_retrieve(generated_texts, url_wiki, topk=3):
 @pytest.fixture(scope="module")
 def served(bm25_engine):
     """`search-envs serve --index ...` with its default limits, in a subprocess."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    env.pop("SEARCH_ENVS_API_KEY", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search_envs.cli", "serve", "--index", str(bm25_engine.directory),
-         "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                pytest.fail(f"search-envs serve exited: {proc.stdout.read()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("search-envs serve did not start")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with Server(bm25_engine.directory) as server:
+        yield server.url
 
 
 def training_step_queries(n_questions: int = 512, n_agent: int = 5) -> list[str]:

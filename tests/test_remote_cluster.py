@@ -4,16 +4,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
@@ -24,53 +17,11 @@ from search_envs.index_import import import_faiss_index
 from search_envs.server import running_server
 from search_envs.types import Document
 from tests.searchr1_layout import MINILM, write_layout
+from tests.serve_process import Server
 
 QUERIES = ["Who wrote Hamlet?", "capital of France", "photosynthesis in plants", "Mount Everest height",
            "theory of relativity", "the French Revolution", "largest ocean on Earth", "Roman Empire fall",
            "DNA double helix", "first man on the moon", "Great Wall of China", "speed of light"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`search-envs serve --index DIR` in its own process."""
-
-    def __init__(self, index_dir: Path, port: int | None = None) -> None:
-        self.index_dir, self.port = index_dir, port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-        env.pop("SEARCH_ENVS_API_KEY", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "search_envs.cli", "serve", "--index", str(index_dir), "--port", str(self.port),
-             "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    def wait_ready(self, timeout: float = 120) -> "Server":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited: {self.proc.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        pytest.fail("server did not start")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def ids(results):

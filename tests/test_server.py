@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +13,7 @@ from search_envs.engines.base import SearchFailure
 from search_envs.engines.remote import RemoteEngine, RemoteEngineError
 from search_envs.server import ServerLimits, running_server
 from search_envs.vector import SearchVectorEnv, make_vec
+from tests.serve_process import Server, free_port
 
 QUERIES = ["Who wrote Hamlet?", "capital of France", "photosynthesis in plants", "Mount Everest height"]
 
@@ -167,9 +163,7 @@ def test_engine_failure_is_a_500_and_remote_engine_retries(server):
 
 
 def test_remote_engine_gives_up_on_a_dead_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    port = free_port()  # nothing listens here once the socket closes
     remote = RemoteEngine(f"http://127.0.0.1:{port}", retries=1, backoff=0.01, timeout=2)
     result = remote.search(["Hamlet"], 3)
     assert isinstance(result[0], SearchFailure)
@@ -218,31 +212,10 @@ def test_vector_env_over_remote_engine_matches_local(server, bm25_engine):
 
 @pytest.mark.slow
 def test_serve_command_in_a_subprocess(bm25_engine, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), SEARCH_ENVS_API_KEY="k1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search_envs.cli", "serve", "--index", str(bm25_engine.directory),
-         "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"server did not start: {proc.stdout.read() if proc.poll() is not None else ''}")
-        assert httpx.post(f"{url}/retrieve", json={"queries": ["Hamlet"]}).status_code == 401
-        docs = RemoteEngine(url, api_key="k1").search(["Hamlet"], 2)[0]
+    with Server(bm25_engine.directory, api_key="k1") as server:
+        assert httpx.post(f"{server.url}/retrieve", json={"queries": ["Hamlet"]}).status_code == 401
+        docs = RemoteEngine(server.url, api_key="k1").search(["Hamlet"], 2)[0]
         assert [d.id for d in docs] == [d.id for d in bm25_engine.search(["Hamlet"], 2)[0]]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_gym_make_with_a_server_url_searches_through_it(bm25_engine, monkeypatch):
