@@ -12,7 +12,6 @@ its own episode state). The searches of concurrent episodes are gathered by a
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import threading
 import weakref
@@ -111,9 +110,7 @@ class SharedEnv:
     async def new_episode(self) -> SearchEnv:
         """A fresh env for one episode, sharing the prototype's engine and task set."""
         await asyncio.get_running_loop().run_in_executor(None, self.engine)
-        env = copy.copy(self.prototype)
-        env.episode, env.progress, env.total_searches = None, None, 0
-        return env
+        return self.prototype.sibling()
 
     def batcher(self) -> SearchBatcher:
         """The batcher of the running event loop (verl runs one loop per worker)."""
