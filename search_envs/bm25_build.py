@@ -6,7 +6,8 @@
    sorted by term, to a scratch folder inside the index being built.
 3. Merge: the vocabulary is cut into ranges whose postings fit the memory budget;
    each range is gathered from every spilled chunk (a contiguous slice of each),
-   scored, and appended to the output arrays, which are written sequentially.
+   encoded (`search_envs.postings`) and appended to postings.bin. Scores are not
+   stored: the query kernel computes them from tf and the passage's length.
 
 The build runs inside the index's temporary directory (`search_envs.index`), so an
 interrupted build leaves nothing that loads; the scratch folder is removed at the end.
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from search_envs import postings
 from search_envs.analysis import get_analyzer
 from search_envs.corpus import PassageStore
 
@@ -73,26 +75,18 @@ def byte4_to_int(codes: np.ndarray) -> np.ndarray:
     return np.where(codes < _NUM_FREE_VALUES, codes, _NUM_FREE_VALUES + _int4_to_long(np.maximum(codes - _NUM_FREE_VALUES, 0)))
 
 
-def term_scores(params: dict[str, Any], tf: np.ndarray, length: np.ndarray, df: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
-    """Per-posting BM25 scores (float32) of a query term with weight 1.
-
-    lucene: as Lucene 9's BM25Scorer, float for float: idf over the documents that
-    have a term, avgdl = total terms / those documents, normInverse from the
-    document's one-byte length, score = w - w / (1 + tf * normInverse).
-    bm25s: idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)) with exact lengths.
-    """
+def norm_table(params: dict[str, Any], avgdl: float) -> np.ndarray:
+    """Lucene's BM25Scorer cache: 1 / (k1 * ((1 - b) + b * length / avgdl)) for each of
+    the 256 one-byte lengths, computed in float32 as Lucene computes it."""
     k1, b = np.float32(params["k1"]), np.float32(params["b"])
-    n, avgdl = stats["docs_with_terms"], stats["avgdl"]
-    idf64 = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
-    if params["lengths"] == "lucene-byte4":
-        table = byte4_to_int(np.arange(256)).astype(np.float32)
-        avg = np.float32(avgdl)
-        cache = np.float32(1) / (k1 * ((np.float32(1) - b) + b * table / avg))
-        norm_inverse = cache[int_to_byte4(length)]
-        w = idf64.astype(np.float32)
-        return w - w / (np.float32(1) + tf.astype(np.float32) * norm_inverse)
-    tf64 = tf.astype(np.float64)
-    return (idf64 * tf64 / (tf64 + float(k1) * (1 - float(b) + float(b) * length / avgdl))).astype(np.float32)
+    table = byte4_to_int(np.arange(256)).astype(np.float32)
+    return np.float32(1) / (k1 * ((np.float32(1) - b) + b * table / np.float32(avgdl)))
+
+
+def idf(df: np.ndarray, docs: int) -> np.ndarray:
+    """ln(1 + (N - df + 0.5) / (df + 0.5)) in float64 (Lucene rounds it to float32)."""
+    df = np.asarray(df, dtype=np.float64)
+    return np.log(1.0 + (docs - df + 0.5) / (df + 0.5))
 
 
 # ---------------------------------------------------------------- phase 1: analyse chunks (workers)
@@ -135,7 +129,12 @@ def chunk_rows(memory_mb: int) -> int:
 def build_bm25(
     store_dir: Path, out: Path, params: dict[str, Any], workers: int = 0, memory_mb: int = 1024, show_progress: bool = True
 ) -> dict[str, Any]:
-    """Build the score matrix of the store in `store_dir` into `out`; returns build stats."""
+    """Build the postings of the store in `store_dir` into `out`; returns build stats.
+
+    Files: vocab.json (term -> id), df.npy and offsets.npy (per term), postings.bin
+    (`search_envs.postings` codes), tie_rank.npy and, per passage, norms.npy (Lucene's
+    one-byte length) or lengths.npy (exact lengths, the bm25s scheme).
+    """
     store = PassageStore(store_dir)
     n = len(store)
     store.close()
@@ -148,14 +147,19 @@ def build_bm25(
         stats = {"docs_with_terms": docs_with_terms, "avgdl": float(lengths.sum()) / max(1, docs_with_terms)}
         if params["lengths"] == "exact":
             stats = {"docs_with_terms": n, "avgdl": float(lengths.sum()) / max(1, n)}
-        _merge(out, chunks, df, lengths, params, stats, memory_mb, show_progress)
+            np.save(out / "lengths.npy", lengths)
+        else:
+            np.save(out / "norms.npy", int_to_byte4(lengths))
+        postings_bytes = _merge(out, chunks, df, memory_mb, show_progress)
+        np.save(out / "df.npy", df.astype(np.int32))
         (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
         rank = np.empty(n, dtype=np.uint32)
         rank[np.argsort(ids, kind="stable")] = np.arange(n, dtype=np.uint32)
         np.save(out / "tie_rank.npy", rank)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-    return {"terms": len(vocab), "postings": int(df.sum()), **stats}
+    return {"terms": len(vocab), "postings": int(df.sum()), "postings_format": postings.FORMAT,
+            "postings_bytes": postings_bytes, **stats}
 
 
 def _spill_chunks(
@@ -220,66 +224,47 @@ def _analysed(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[t
     yield from map(_analyze_rows, jobs[done:])
 
 
-class _NpyWriter:
-    """Append to a 1-d .npy file of known length, sequentially (no memory map)."""
-
-    def __init__(self, path: Path, dtype: Any, length: int):
-        self.f = open(path, "wb")
-        np.lib.format.write_array_header_2_0(self.f, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": (length,)})
-        self.dtype, self.left = np.dtype(dtype), length
-
-    def write(self, arr: np.ndarray) -> None:
-        self.left -= len(arr)
-        self.f.write(np.ascontiguousarray(arr, dtype=self.dtype).tobytes())
-
-    def close(self, check: bool = True) -> None:
-        self.f.close()
-        if check and self.left != 0:
-            raise RuntimeError(f"{self.f.name}: {self.left} values short")
-
-
-def _merge(
-    out: Path, chunks: list[dict[str, Any]], df: np.ndarray, lengths: np.ndarray, params: dict[str, Any],
-    stats: dict[str, Any], memory_mb: int, show_progress: bool,
-) -> None:
+def _merge(out: Path, chunks: list[dict[str, Any]], df: np.ndarray, memory_mb: int, show_progress: bool) -> int:
+    """Gather each range of terms from every spilled chunk, encode its postings and
+    append them to postings.bin; writes offsets.npy and returns the bytes written."""
     indptr = np.zeros(len(df) + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
     total = int(indptr[-1])
-    np.save(out / "indptr.npy", indptr)
-    data, indices = _NpyWriter(out / "data.npy", np.float32, total), _NpyWriter(out / "indices.npy", np.int32, total)
     per_range = max(1, memory_mb * 2**20 // 48)  # postings merged at a time: ~48 bytes each in flight
     bounds = [0]
     while bounds[-1] < len(df):
         nxt = int(np.searchsorted(indptr, indptr[bounds[-1]] + per_range, side="right")) - 1
         bounds.append(min(len(df), max(nxt, bounds[-1] + 1)))
+    offsets = np.zeros(len(df) + 1, dtype=np.int64)
     opened = [{k: np.load(p, mmap_mode="r") for k, p in c.items()} for c in chunks]
     bar = tqdm(total=total, desc="bm25: merge", unit="posting", unit_scale=True, disable=not show_progress)
     try:
-        for t0, t1 in zip(bounds[:-1], bounds[1:]):
-            terms, rows, tf = [], [], []
-            for c in opened:
-                a, z = np.searchsorted(c["terms"], [t0, t1])
-                if a == z:
+        with open(out / "postings.bin", "wb") as f:
+            for t0, t1 in zip(bounds[:-1], bounds[1:]):
+                terms, rows, tf = [], [], []
+                for c in opened:
+                    a, z = np.searchsorted(c["terms"], [t0, t1])
+                    if a == z:
+                        continue
+                    lo = int(c["first"][a])
+                    hi = int(c["first"][z]) if z < len(c["first"]) else len(c["rows"])
+                    counts = np.diff(np.append(c["first"][a:z], hi))
+                    terms.append(np.repeat(np.asarray(c["terms"][a:z]), counts))
+                    rows.append(np.asarray(c["rows"][lo:hi]))
+                    tf.append(np.asarray(c["tf"][lo:hi]))
+                if not terms:
+                    offsets[t0 + 1 : t1 + 1] = offsets[t0]
                     continue
-                lo = int(c["first"][a])
-                hi = int(c["first"][z]) if z < len(c["first"]) else len(c["rows"])
-                counts = np.diff(np.append(c["first"][a:z], hi))
-                terms.append(np.repeat(np.asarray(c["terms"][a:z]), counts))
-                rows.append(np.asarray(c["rows"][lo:hi]))
-                tf.append(np.asarray(c["tf"][lo:hi]))
-            if not terms:
-                continue
-            term, row, freq = np.concatenate(terms), np.concatenate(rows), np.concatenate(tf)
-            order = np.argsort(term, kind="stable")  # chunks are in passage order, so rows stay sorted
-            term, row, freq = term[order], row[order], freq[order]
-            data.write(term_scores(params, freq, lengths[row], df[term], stats))
-            indices.write(row)
-            bar.update(len(row))
+                order = np.argsort(np.concatenate(terms), kind="stable")  # chunks are in passage order: rows stay sorted
+                row, freq, counts = np.concatenate(rows)[order], np.concatenate(tf)[order], df[t0:t1]
+                sizes = postings.encoded_sizes(counts, row, freq)
+                buf = np.empty(int(sizes.sum()), dtype=np.uint8)
+                postings.encode(counts, row, freq, buf)
+                f.write(buf.tobytes())
+                offsets[t0 + 1 : t1 + 1] = offsets[t0] + np.cumsum(sizes)
+                bar.update(len(row))
     finally:
         bar.close()
         del opened
-        data.close(check=False)
-        indices.close(check=False)
-    data.close()
-    indices.close()
-
+    np.save(out / "offsets.npy", offsets)
+    return int(offsets[-1])

@@ -211,7 +211,7 @@ def test_out_of_core_build_equals_one_chunk(tmp_path, monkeypatch):
     monkeypatch.setattr(bb, "chunk_rows", lambda memory_mb: 37)
     monkeypatch.setattr(bb, "MIN_PARALLEL_ROWS", 100)
     many = build_index(corpus, "bm25", tmp_path / "many", memory_mb=1, workers=2, show_progress=False)
-    for name in ("data.npy", "indices.npy", "indptr.npy", "tie_rank.npy", "vocab.json"):
+    for name in ("postings.bin", "offsets.npy", "df.npy", "norms.npy", "tie_rank.npy", "vocab.json"):
         assert (one / "bm25" / name).read_bytes() == (many / "bm25" / name).read_bytes(), name
     assert not list(tmp_path.glob("**/*-spill"))
 
@@ -244,7 +244,7 @@ def test_build_falls_back_to_one_process_when_workers_cannot_start(tmp_path, mon
     monkeypatch.setattr(bb, "chunk_rows", lambda memory_mb: 17)
     with pytest.warns(UserWarning, match="analysing in this process"):
         fallback = build_index(corpus, "bm25", tmp_path / "fallback", workers=2, show_progress=False)
-    assert (one / "bm25" / "data.npy").read_bytes() == (fallback / "bm25" / "data.npy").read_bytes()
+    assert (one / "bm25" / "postings.bin").read_bytes() == (fallback / "bm25" / "postings.bin").read_bytes()
 
 
 def test_interrupted_merge_leaves_nothing_that_loads(tmp_path, monkeypatch, small_corpus_path):
@@ -253,7 +253,7 @@ def test_interrupted_merge_leaves_nothing_that_loads(tmp_path, monkeypatch, smal
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bb, "term_scores", boom)
+    monkeypatch.setattr(bb.postings, "encode", boom)
     with pytest.raises(KeyboardInterrupt):
         build_index(small_corpus_path, "bm25", tmp_path / "idx", show_progress=False)
     assert not (tmp_path / "idx").exists() and not list(tmp_path.iterdir())
@@ -275,7 +275,7 @@ def test_unknown_scheme_is_refused(tmp_path, small_corpus_path):
         build_index(small_corpus_path, "bm25", tmp_path / "idx", scheme="okapi", show_progress=False)
 
 
-@pytest.mark.parametrize("name", ["bm25/data.npy", "bm25/indices.npy", "bm25/tie_rank.npy", "passages.zst", "offsets.npy"])
+@pytest.mark.parametrize("name", ["bm25/postings.bin", "bm25/offsets.npy", "bm25/tie_rank.npy", "bm25/norms.npy", "passages.zst", "offsets.npy"])
 def test_same_size_corruption_is_refused_naming_the_file(tmp_path, small_corpus_path, name, monkeypatch):
     out = build_index(small_corpus_path, "bm25", tmp_path / "idx", show_progress=False)
     path = out / name

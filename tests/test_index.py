@@ -74,14 +74,14 @@ def test_dense_round_trip_and_manifest(dense_dir, encoder, corpus):
     assert ra[0][0].title == "Hamlet" and ra[1][0].title == "Jupiter"
 
 
-@pytest.mark.parametrize("name", ["passages.zst", "offsets.npy", "bm25/data.npy", "bm25/vocab.json"])
+@pytest.mark.parametrize("name", ["passages.zst", "offsets.npy", "bm25/postings.bin", "bm25/vocab.json"])
 def test_deleted_file_is_named(bm25_copy, name):
     (bm25_copy / name).unlink()
     with pytest.raises(BrokenIndexError, match=f"{name}: file missing.*search-envs index build"):
         load_index(bm25_copy)
 
 
-@pytest.mark.parametrize("name", ["passages.zst", "bm25/indices.npy"])
+@pytest.mark.parametrize("name", ["passages.zst", "bm25/offsets.npy"])
 def test_truncated_file_is_named(bm25_copy, name):
     path = bm25_copy / name
     path.write_bytes(path.read_bytes()[:-100])

@@ -13,24 +13,28 @@ Two named schemes:
 - `bm25s`: this library's first BM25 (bm25s tokens `\\w\\w+`, Snowball English,
   k1=1.5, b=0.75, exact lengths), kept for reproducing older results.
 
-The index is a (terms x passages) CSR matrix of per-term scores, written out of core
-by `search_envs.bm25_build`, loaded memory-mapped (many server workers share the
-pages), and searched a batch at a time with one sparse product per slice of queries.
+The index holds compressed postings (term frequencies and passage rows, written out of
+core by `search_envs.bm25_build`) plus each passage's length, loaded memory-mapped (many
+server workers share the pages). Scores are computed per query by the compiled kernel in
+`search_envs.postings`, as Lucene computes them, on `n_threads` threads.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse
 
+from search_envs import postings
 from search_envs.analysis import Analyzer, get_analyzer
+from search_envs.bm25_build import idf, norm_table
 from search_envs.corpus import PassageStore
 from search_envs.engines import StoreEngine
 
@@ -53,24 +57,40 @@ class BM25Engine(StoreEngine):
         self.directory = directory
         self.manifest = manifest or {}
         self.n_threads = n_threads if n_threads > 0 else min(2, os.cpu_count() or 1)
-        if "scheme" not in self.manifest:
+        if "scheme" not in self.manifest or self.manifest.get("postings_format") != postings.FORMAT:
             raise ValueError(
-                f"{directory}: a BM25 index from an older version of search-envs (no 'scheme' in its manifest); rebuild it"
+                f"{directory}: a BM25 index from an older version of search-envs (postings format "
+                f"{self.manifest.get('postings_format', 'score matrix')!r}, this version reads {postings.FORMAT!r}); rebuild it"
             )
         self.analyzer: Analyzer = get_analyzer(self.manifest["analyzer"])
         sub = directory / SUBDIR
         self.vocab: dict[str, int] = json.loads((sub / "vocab.json").read_text(encoding="utf-8"))
-        data = np.load(sub / "data.npy", mmap_mode="r")
-        indices = np.load(sub / "indices.npy", mmap_mode="r")
-        indptr = np.load(sub / "indptr.npy", mmap_mode="r")
+        self.df = np.load(sub / "df.npy", mmap_mode="r")
+        self.offsets = np.load(sub / "offsets.npy", mmap_mode="r")
+        size = (sub / "postings.bin").stat().st_size
+        self.postings = np.memmap(sub / "postings.bin", dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
         self.tie_rank = np.load(sub / "tie_rank.npy", mmap_mode="r")  # passage-id order, for ties
         self.store = PassageStore(directory, self.manifest.get("store"))
         n = len(self.store)
-        if len(indptr) != len(self.vocab) + 1 or int(indptr[-1]) != len(data) or len(indices) != len(data):
-            raise ValueError(f"{sub}: score matrix arrays disagree with each other or with vocab.json")
+        if len(self.df) != len(self.vocab) or len(self.offsets) != len(self.vocab) + 1 or int(self.offsets[-1]) != size:
+            raise ValueError(f"{sub}: df.npy, offsets.npy, postings.bin and vocab.json disagree with each other")
         if len(self.tie_rank) != n:
             raise ValueError(f"{sub / 'tie_rank.npy'}: {len(self.tie_rank)} entries but the passage store has {n}")
-        self.matrix = scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(self.vocab), n), copy=False)
+        docs, avgdl, k1, b = self.manifest["docs_with_terms"], self.manifest["avgdl"], self.manifest["k1"], self.manifest["b"]
+        if self.manifest["lengths"] == "exact":
+            self.scheme = postings.SCHEME_BM25S
+            lengths = np.load(sub / "lengths.npy", mmap_mode="r")
+            self.weight = idf(self.df, docs)
+            self.norms = lengths
+            self.table = k1 * (1 - b + b * np.arange(int(lengths.max(initial=0)) + 1, dtype=np.float64) / avgdl)
+        else:
+            self.scheme = postings.SCHEME_LUCENE
+            self.weight = idf(self.df, docs).astype(np.float32)
+            self.norms = np.load(sub / "norms.npy", mmap_mode="r")
+            self.table = norm_table(self.manifest, avgdl)
+        if len(self.norms) != n:
+            raise ValueError(f"{sub}: passage lengths for {len(self.norms)} passages but the passage store has {n}")
+        self._buffers: queue.SimpleQueue[tuple[np.ndarray, np.ndarray]] = queue.SimpleQueue()
 
     @staticmethod
     def build(
@@ -100,49 +120,50 @@ class BM25Engine(StoreEngine):
         )
         return {"engine": "search-envs-bm25", "scheme": scheme, **params, **get_analyzer(params["analyzer"]).describe(), **stats}
 
-    def query_matrix(self, queries: Sequence[str]) -> scipy.sparse.csr_matrix:
-        """(queries x vocabulary) term counts: a repeated query term weighs twice, as
-        Anserini's bag-of-words query boosts a term by its count."""
-        qi, ti = [], []
-        for i, text in enumerate(queries):
-            for term in self.analyzer(text):
-                j = self.vocab.get(term)
-                if j is not None:
-                    qi.append(i)
-                    ti.append(j)
-        dtype = self.matrix.dtype
-        return scipy.sparse.csr_matrix((np.ones(len(qi), dtype=dtype), (qi, ti)), shape=(len(queries), self.matrix.shape[0]))
+    def query_terms(self, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(qptr, term ids, counts): query i's known terms are qptr[i]..qptr[i+1], each
+        once with how often the query asks it (Anserini boosts a repeated term by its count)."""
+        qptr, terms, counts = [0], [], []
+        for text in queries:
+            found = Counter(j for j in map(self.vocab.get, self.analyzer(text)) if j is not None)
+            terms += found.keys()
+            counts += found.values()
+            qptr.append(len(terms))
+        return np.asarray(qptr, np.int64), np.asarray(terms, np.int64), np.asarray(counts, np.int64)
 
     def search_rows(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) for a batch; a row of -1 marks no result (a query with no known term).
 
-        The batch is cut into slices of QUERY_SLICE queries, each scored with one sparse
-        product (queries x vocabulary) @ (vocabulary x passages); each query's top k is
-        then taken among the passages it matches, best score first, ties by passage id.
-        Slices run on `n_threads` threads (scipy's sparse product releases the GIL).
+        Tokenizing is Python, done once; scoring runs in slices of QUERY_SLICE queries on
+        `n_threads` threads, each with its own accumulator (the kernel releases the GIL).
         """
         out_rows = np.full((len(queries), k), -1, dtype=np.int64)
         out_scores = np.zeros((len(queries), k), dtype=np.float32)
-        slices = [range(i, min(i + QUERY_SLICE, len(queries))) for i in range(0, len(queries), QUERY_SLICE)]
-        q = self.query_matrix(queries)  # tokenizing is Python: done once, before the threads
+        qptr, terms, counts = self.query_terms(queries)
+        slices = [(i, min(i + QUERY_SLICE, len(queries))) for i in range(0, len(queries), QUERY_SLICE)]
 
-        def run(rows: range) -> None:
-            scores = (q[rows.start : rows.stop] @ self.matrix).tocsr()  # rows unsorted: ties are settled below
-            for i in range(len(rows)):
-                lo, hi = scores.indptr[i], scores.indptr[i + 1]
-                data, docs = scores.data[lo:hi], scores.indices[lo:hi]
-                if len(data) > k:
-                    cut = np.partition(data, len(data) - k)[len(data) - k]
-                    keep = np.flatnonzero(data >= cut)
-                    data, docs = data[keep], docs[keep]
-                order = np.lexsort((self.tie_rank[docs], -data))[:k]
-                order = order[data[order] > 0]
-                out_rows[rows.start + i, : len(order)], out_scores[rows.start + i, : len(order)] = docs[order], data[order]
+        def run(bounds: tuple[int, int]) -> int:
+            lo, hi = bounds
+            try:
+                acc, touched = self._buffers.get_nowait()
+            except queue.Empty:
+                acc, touched = np.zeros(len(self.tie_rank), np.float64), np.empty(len(self.tie_rank), np.int64)
+            status = postings.search(
+                qptr[lo : hi + 1], terms, counts, self.offsets, self.df, self.postings, self.weight, self.norms,
+                self.table, self.scheme, self.tie_rank, k, acc, touched, out_rows[lo:hi], out_scores[lo:hi],
+            )
+            if status == postings.CORRUPT:
+                acc[:] = 0
+            self._buffers.put((acc, touched))
+            return status
 
         if self.n_threads > 1 and len(slices) > 1:
             with ThreadPoolExecutor(self.n_threads) as pool:
-                list(pool.map(run, slices))
+                statuses = list(pool.map(run, slices))
         else:
-            for rows in slices:
-                run(rows)
+            statuses = [run(b) for b in slices]
+        if postings.CORRUPT in statuses:
+            from search_envs.index import BrokenIndexError
+
+            raise BrokenIndexError(self.directory, f"{SUBDIR}/postings.bin does not decode (the file changed after the build)")
         return out_rows, out_scores
