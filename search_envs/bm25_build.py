@@ -28,6 +28,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -95,27 +96,72 @@ _worker: dict[str, Any] = {}
 
 
 def _analyze_rows(job: tuple[str, str, int, int]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Postings of store rows [start, stop): (terms, term ids, local rows, tf, lengths, passage ids)."""
+    """Postings of store rows [start, stop): (terms, term ids, local rows, tf, lengths, passage ids).
+
+    Terms are numbered by first occurrence in the chunk, postings listed passage by
+    passage: the result depends on the chunk alone, not on what the worker did before."""
     directory, analyzer_name, start, stop = job
     if _worker.get("key") != (directory, analyzer_name):
         if "store" in _worker:
             _worker["store"].close()
         _worker.update(key=(directory, analyzer_name), store=PassageStore(directory), analyzer=get_analyzer(analyzer_name))
     analyzer, store = _worker["analyzer"], _worker["store"]
-    vocab: dict[str, int] = {}
-    ids: list[int] = []
-    n = stop - start
-    lengths = np.zeros(n, dtype=np.int32)
-    passage_ids = []
-    for j, p in enumerate(store.get_many(range(start, stop))):
-        terms = analyzer(f"{p.title}\n{p.text}")
-        lengths[j] = len(terms)
-        ids.extend([vocab.setdefault(t, len(vocab)) for t in terms])
-        passage_ids.append(p.id.encode("utf-8"))
-    term_ids = np.asarray(ids, dtype=np.int64)
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    keys, tf = np.unique(term_ids * n + rows, return_counts=True)
-    return list(vocab), (keys // n).astype(np.int32), (keys % n).astype(np.int32), tf.astype(np.int32), lengths, np.array(passage_ids)
+    passages = store.get_many(range(start, stop))
+    ids, lengths = analyzer.term_ids([f"{p.title}\n{p.text}" for p in passages])
+    used, local, rows, tf = _term_counts(ids, lengths, len(analyzer.term_list))
+    terms = [analyzer.term_list[i] for i in used]
+    return terms, local, rows, tf, lengths.astype(np.int32), np.array([p.id.encode("utf-8") for p in passages])
+
+
+@numba.njit(nogil=True, cache=True)
+def _term_counts(ids: np.ndarray, lengths: np.ndarray, n_terms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(used, term, row, tf): the distinct terms of the texts (analyzer ids, in order of
+    first occurrence) and, text by text, each distinct term's index in `used` and count."""
+    local_of = np.full(n_terms, -1, dtype=np.int64)
+    count = np.zeros(n_terms, dtype=np.int32)
+    seen = np.empty(max(1, lengths.max()) if len(lengths) else 1, dtype=np.int64)
+    used = np.empty(len(ids), dtype=np.int64)
+    terms = np.empty(len(ids), dtype=np.int32)
+    rows = np.empty(len(ids), dtype=np.int32)
+    tf = np.empty(len(ids), dtype=np.int32)
+    n_used = m = pos = 0
+    for r in range(len(lengths)):
+        k = 0
+        for j in range(pos, pos + lengths[r]):
+            t = ids[j]
+            if count[t] == 0:
+                seen[k] = t
+                k += 1
+                if local_of[t] < 0:
+                    local_of[t] = n_used
+                    used[n_used] = t
+                    n_used += 1
+            count[t] += 1
+        for i in range(k):
+            t = seen[i]
+            terms[m], rows[m], tf[m] = local_of[t], r, count[t]
+            count[t] = 0
+            m += 1
+        pos += lengths[r]
+    return used[:n_used], terms[:m], rows[:m], tf[:m]
+
+
+@numba.njit(nogil=True, cache=True)
+def _counting_sort(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, counts): a stable sort of small integer keys in O(n + n_keys)."""
+    counts = np.zeros(n_keys, dtype=np.int64)
+    for k in keys:
+        counts[k] += 1
+    starts = np.empty(n_keys, dtype=np.int64)
+    total = 0
+    for i in range(n_keys):
+        starts[i] = total
+        total += counts[i]
+    order = np.empty(len(keys), dtype=np.int64)
+    for i in range(len(keys)):
+        order[starts[keys[i]]] = i
+        starts[keys[i]] += 1
+    return order, counts
 
 
 # ---------------------------------------------------------------- the build
@@ -131,9 +177,10 @@ def build_bm25(
 ) -> dict[str, Any]:
     """Build the postings of the store in `store_dir` into `out`; returns build stats.
 
-    Files: vocab.json (term -> id), df.npy and offsets.npy (per term), postings.bin
-    (`search_envs.postings` codes), tie_rank.npy and, per passage, norms.npy (Lucene's
-    one-byte length) or lengths.npy (exact lengths, the bm25s scheme).
+    Files: vocab.json (term -> id), df.npy, offsets.npy and x_max.npy (per term),
+    postings.bin (`search_envs.postings` codes), block_offset.npy and block_last.npy
+    (per skip block), tie_rank.npy and, per passage, norms.npy (Lucene's one-byte
+    length) or lengths.npy (exact lengths, the bm25s scheme).
     """
     store = PassageStore(store_dir)
     n = len(store)
@@ -148,9 +195,11 @@ def build_bm25(
         if params["lengths"] == "exact":
             stats = {"docs_with_terms": n, "avgdl": float(lengths.sum()) / max(1, n)}
             np.save(out / "lengths.npy", lengths)
+            norms, table = np.zeros(n, dtype=np.uint8), np.zeros(1, dtype=np.float32)  # no bounds: bm25s never prunes
         else:
-            np.save(out / "norms.npy", int_to_byte4(lengths))
-        postings_bytes = _merge(out, chunks, df, memory_mb, show_progress)
+            norms, table = int_to_byte4(lengths), norm_table(params, stats["avgdl"])
+            np.save(out / "norms.npy", norms)
+        postings_bytes = _merge(out, chunks, df, norms, table, memory_mb, show_progress)
         np.save(out / "df.npy", df.astype(np.int32))
         (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
         rank = np.empty(n, dtype=np.uint32)
@@ -178,10 +227,12 @@ def _spill_chunks(
     try:
         for c, ((start, stop), (terms, tids, rows, tf, lens, pids)) in enumerate(zip(((j[2], j[3]) for j in jobs), results)):
             gid = np.fromiter((vocab.setdefault(t, len(vocab)) for t in terms), dtype=np.int64, count=len(terms))
-            gterm = gid[tids] if len(tids) else np.zeros(0, dtype=np.int64)
-            order = np.argsort(gterm, kind="stable")  # stable: passages stay in order within a term
-            gterm, rows, tf = gterm[order], rows[order] + start, tf[order]
-            uterms, first, counts = np.unique(gterm, return_index=True, return_counts=True)
+            by_gid = np.argsort(gid)  # the chunk's terms in global order
+            rank = np.empty(len(gid), dtype=np.int64)
+            rank[by_gid] = np.arange(len(gid))
+            order, counts = _counting_sort(rank[tids], len(gid))  # stable: passages stay in order within a term
+            rows, tf = rows[order] + start, tf[order]
+            uterms, first = gid[by_gid], np.cumsum(counts) - counts
             if len(vocab) > len(df):
                 df = np.concatenate([df, np.zeros(max(len(vocab), 2 * len(df)) - len(df), dtype=np.int64)])
             df[uterms] += counts
@@ -224,9 +275,13 @@ def _analysed(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[t
     yield from map(_analyze_rows, jobs[done:])
 
 
-def _merge(out: Path, chunks: list[dict[str, Any]], df: np.ndarray, memory_mb: int, show_progress: bool) -> int:
+def _merge(
+    out: Path, chunks: list[dict[str, Any]], df: np.ndarray, norms: np.ndarray, table: np.ndarray, memory_mb: int,
+    show_progress: bool,
+) -> int:
     """Gather each range of terms from every spilled chunk, encode its postings and
-    append them to postings.bin; writes offsets.npy and returns the bytes written."""
+    append them to postings.bin; writes the per-term and per-block arrays and returns
+    the bytes of postings written."""
     indptr = np.zeros(len(df) + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
     total = int(indptr[-1])
@@ -236,6 +291,10 @@ def _merge(out: Path, chunks: list[dict[str, Any]], df: np.ndarray, memory_mb: i
         nxt = int(np.searchsorted(indptr, indptr[bounds[-1]] + per_range, side="right")) - 1
         bounds.append(min(len(df), max(nxt, bounds[-1] + 1)))
     offsets = np.zeros(len(df) + 1, dtype=np.int64)
+    x_max = np.zeros(len(df), dtype=np.float32)
+    first_block = np.concatenate([[0], np.cumsum(postings.n_blocks(df))])
+    block_offset = np.lib.format.open_memmap(out / "block_offset.npy", mode="w+", dtype=np.int64, shape=(int(first_block[-1]),))
+    block_last = np.lib.format.open_memmap(out / "block_last.npy", mode="w+", dtype=np.int32, shape=(int(first_block[-1]),))
     opened = [{k: np.load(p, mmap_mode="r") for k, p in c.items()} for c in chunks]
     bar = tqdm(total=total, desc="bm25: merge", unit="posting", unit_scale=True, disable=not show_progress)
     try:
@@ -259,12 +318,17 @@ def _merge(out: Path, chunks: list[dict[str, Any]], df: np.ndarray, memory_mb: i
                 row, freq, counts = np.concatenate(rows)[order], np.concatenate(tf)[order], df[t0:t1]
                 sizes = postings.encoded_sizes(counts, row, freq)
                 buf = np.empty(int(sizes.sum()), dtype=np.uint8)
-                postings.encode(counts, row, freq, buf)
+                b0, b1 = first_block[t0], first_block[t1]
+                postings.encode(counts, row, freq, buf, offsets[t0], block_offset[b0:b1], block_last[b0:b1], norms, table, x_max[t0:t1])
                 f.write(buf.tobytes())
                 offsets[t0 + 1 : t1 + 1] = offsets[t0] + np.cumsum(sizes)
                 bar.update(len(row))
     finally:
         bar.close()
         del opened
+        block_offset.flush()
+        block_last.flush()
+        del block_offset, block_last
     np.save(out / "offsets.npy", offsets)
+    np.save(out / "x_max.npy", x_max)
     return int(offsets[-1])

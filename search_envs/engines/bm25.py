@@ -50,10 +50,11 @@ QUERY_SLICE = 64  # queries per sparse product: per-query cost stays flat howeve
 class BM25Engine(StoreEngine):
     name = "bm25"
     build_params = ("scheme", "k1", "b", "workers", "memory_mb")
-    load_params = ("n_threads",)
+    load_params = ("n_threads", "prune")
 
-    def __init__(self, directory: str | Path, manifest: dict[str, Any] | None = None, n_threads: int = 0):
+    def __init__(self, directory: str | Path, manifest: dict[str, Any] | None = None, n_threads: int = 0, prune: bool = True):
         directory = Path(directory)
+        self.prune = bool(prune)  # MaxScore: the same top k, fewer postings decoded (off: score every posting)
         self.directory = directory
         self.manifest = manifest or {}
         self.n_threads = n_threads if n_threads > 0 else min(2, os.cpu_count() or 1)
@@ -90,7 +91,13 @@ class BM25Engine(StoreEngine):
             self.table = norm_table(self.manifest, avgdl)
         if len(self.norms) != n:
             raise ValueError(f"{sub}: passage lengths for {len(self.norms)} passages but the passage store has {n}")
-        self._buffers: queue.SimpleQueue[tuple[np.ndarray, np.ndarray]] = queue.SimpleQueue()
+        self.x_max = np.load(sub / "x_max.npy", mmap_mode="r")
+        self.block_offset = np.load(sub / "block_offset.npy", mmap_mode="r")
+        self.block_last = np.load(sub / "block_last.npy", mmap_mode="r")
+        self.first_block = np.concatenate([[0], np.cumsum(postings.n_blocks(self.df))])
+        if len(self.x_max) != len(self.df) or len(self.block_offset) != self.first_block[-1] or len(self.block_last) != self.first_block[-1]:
+            raise ValueError(f"{sub}: x_max.npy, block_offset.npy or block_last.npy disagree with df.npy")
+        self._buffers: queue.SimpleQueue[tuple[np.ndarray, np.ndarray, np.ndarray]] = queue.SimpleQueue()
 
     @staticmethod
     def build(
@@ -141,20 +148,23 @@ class BM25Engine(StoreEngine):
         out_scores = np.zeros((len(queries), k), dtype=np.float32)
         qptr, terms, counts = self.query_terms(queries)
         slices = [(i, min(i + QUERY_SLICE, len(queries))) for i in range(0, len(queries), QUERY_SLICE)]
+        counters = np.zeros((len(slices), 6), dtype=np.int64)
 
         def run(bounds: tuple[int, int]) -> int:
             lo, hi = bounds
             try:
-                acc, touched = self._buffers.get_nowait()
+                acc, touched, where = self._buffers.get_nowait()
             except queue.Empty:
-                acc, touched = np.zeros(len(self.tie_rank), np.float64), np.empty(len(self.tie_rank), np.int64)
+                n = len(self.tie_rank)
+                acc, touched, where = np.zeros(n, np.float64), np.empty(n + 1, np.int32), np.full(n, -1, np.int32)
             status = postings.search(
                 qptr[lo : hi + 1], terms, counts, self.offsets, self.df, self.postings, self.weight, self.norms,
-                self.table, self.scheme, self.tie_rank, k, acc, touched, out_rows[lo:hi], out_scores[lo:hi],
+                self.table, self.scheme, self.first_block, self.block_offset, self.block_last, self.x_max, self.prune,
+                self.tie_rank, k, acc, touched, where, out_rows[lo:hi], out_scores[lo:hi], counters[lo // QUERY_SLICE],
             )
-            if status == postings.CORRUPT:
-                acc[:] = 0
-            self._buffers.put((acc, touched))
+            if status == postings.CORRUPT:  # the scratch was left half-used
+                acc[:], where[:] = 0, -1
+            self._buffers.put((acc, touched, where))
             return status
 
         if self.n_threads > 1 and len(slices) > 1:
@@ -162,6 +172,7 @@ class BM25Engine(StoreEngine):
                 statuses = list(pool.map(run, slices))
         else:
             statuses = [run(b) for b in slices]
+        self.last_counters = dict(zip(("postings", "scored", "pruned queries", "candidates", "probed", "filtered"), counters.sum(axis=0).tolist()))
         if postings.CORRUPT in statuses:
             from search_envs.index import BrokenIndexError
 
