@@ -23,7 +23,7 @@ import numpy as np
 FORMAT = "vbyte-gap-tf-blocks-1"  # in the manifest: an index of another format is refused, not misread
 SCHEME_LUCENE, SCHEME_BM25S = 0, 1
 BLOCK = 64  # postings per skip block
-PROBE_COST = 10  # finding one candidate in a term's blocks costs about as much as scoring this many postings
+WINDOW = 4096  # rows scored together: the window's accumulator stays in the CPU cache
 CORRUPT = -1
 
 
@@ -147,15 +147,7 @@ def _worse(s1: np.float32, r1: np.int64, s2: np.float32, r2: np.int64) -> bool:
 
 
 @numba.njit(nogil=True, cache=True)
-def _swap(hs: np.ndarray, hr: np.ndarray, hd: np.ndarray, where: np.ndarray, i: int, j: int) -> None:
-    hs[i], hs[j] = hs[j], hs[i]
-    hr[i], hr[j] = hr[j], hr[i]
-    hd[i], hd[j] = hd[j], hd[i]
-    where[hd[i]], where[hd[j]] = i, j
-
-
-@numba.njit(nogil=True, cache=True)
-def _sift_down(hs: np.ndarray, hr: np.ndarray, hd: np.ndarray, where: np.ndarray, m: int, i: int) -> None:
+def _sift_down(hs: np.ndarray, hr: np.ndarray, hd: np.ndarray, m: int, i: int) -> None:
     while True:
         low = i
         for c in (2 * i + 1, 2 * i + 2):
@@ -163,49 +155,84 @@ def _sift_down(hs: np.ndarray, hr: np.ndarray, hd: np.ndarray, where: np.ndarray
                 low = c
         if low == i:
             return
-        _swap(hs, hr, hd, where, i, low)
+        hs[i], hs[low] = hs[low], hs[i]
+        hr[i], hr[low] = hr[low], hr[i]
+        hd[i], hd[low] = hd[low], hd[i]
         i = low
 
 
 @numba.njit(nogil=True, cache=True)
-def _offer(doc: int, s32: np.float32, tie_rank: np.ndarray, hs: np.ndarray, hr: np.ndarray, hd: np.ndarray, where: np.ndarray, m: int) -> int:
-    """Put a passage whose score rose to s32 into the top-k heap if it belongs there (the
-    root hs[0] is the worst of the top k; where[doc] is a passage's slot, -1 if none);
-    returns the heap's size. Called only when s32 >= hs[0] or the heap is not full."""
-    p = where[doc]
-    if p >= 0:  # already in: its score rose, so it moves away from the root
-        hs[p] = s32
-        _sift_down(hs, hr, hd, where, m, p)
-        return m
-    r = np.int64(tie_rank[doc])
+def _offer(doc: int, s32: np.float32, r: int, hs: np.ndarray, hr: np.ndarray, hd: np.ndarray, m: int) -> int:
+    """Add a scored passage to the top-k heap (root hs[0]: the worst of the top k) if it
+    belongs there; returns the heap's size."""
     if m < len(hs):
         hs[m], hr[m], hd[m] = s32, r, doc
-        where[doc] = m
         c = m
         while c > 0:  # sift up
             parent = (c - 1) // 2
             if not _worse(hs[c], hr[c], hs[parent], hr[parent]):
                 break
-            _swap(hs, hr, hd, where, c, parent)
+            hs[c], hs[parent] = hs[parent], hs[c]
+            hr[c], hr[parent] = hr[parent], hr[c]
+            hd[c], hd[parent] = hd[parent], hd[c]
             c = parent
         return m + 1
     if _worse(hs[0], hr[0], s32, r):
-        where[hd[0]] = -1
         hs[0], hr[0], hd[0] = s32, r, doc
-        where[doc] = 0
-        _sift_down(hs, hr, hd, where, m, 0)
+        _sift_down(hs, hr, hd, m, 0)
     return m
 
 
 @numba.njit(nogil=True, cache=True)
-def _fill_once(once: np.ndarray, table: np.ndarray, scheme: int, w32: np.float32, c: int, w: float) -> None:
-    """A term's score at tf = 1 for each length code (the common case, looked up)."""
-    one = np.float32(1.0)
-    for i in range(len(table)):
-        if scheme == 0:
-            once[i] = w32 - w32 / (one + table[i])
-        else:
-            once[i] = c * (w / (1 + table[i]))
+def _advance(postings: np.ndarray, end: int, df: int, cur: np.ndarray) -> bool:
+    """Move a cursor (pos, doc, tf, index) to its term's next posting; doc = -1 past the
+    last one. False if the bytes are corrupt."""
+    cur[3] += 1
+    if cur[3] >= df:
+        cur[1] = -1
+        return True
+    pos, doc, tf = _next(postings, cur[0], end, cur[1])
+    cur[0], cur[1], cur[2] = pos, doc, tf
+    return pos >= 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _seek(
+    postings: np.ndarray, start: int, end: int, df: int, first: int, block_offset: np.ndarray, block_last: np.ndarray,
+    cur: np.ndarray, target: int,
+) -> bool:
+    """Move a cursor to its term's first posting at or after row `target`, jumping over
+    the blocks that end before it. False if the bytes are corrupt."""
+    if cur[1] < 0 or cur[1] >= target:
+        return True
+    b = cur[3] // BLOCK
+    n_blocks = (df + BLOCK - 1) // BLOCK
+    if block_last[first + b] < target:
+        while b < n_blocks and block_last[first + b] < target:
+            b += 1
+        if b == n_blocks:
+            cur[1] = -1
+            return True
+        pos = block_offset[first + b]
+        if pos < start or pos >= end:
+            return False
+        base = np.int64(block_last[first + b - 1]) if b > 0 else np.int64(0)
+        pos, doc, tf = _next(postings, pos, end, base)
+        cur[0], cur[1], cur[2], cur[3] = pos, doc, tf, b * BLOCK
+        if pos < 0:
+            return False
+    while cur[1] >= 0 and cur[1] < target:
+        if not _advance(postings, end, df, cur):
+            return False
+    return True
+
+
+@numba.njit(nogil=True, cache=True)
+def _term_score(scheme: int, w32: np.float32, c: int, w: float, tf: int, norm_entry: float) -> float:
+    """One posting's score (see `search`): float32 arithmetic as Lucene's BM25Scorer."""
+    if scheme == 0:
+        return np.float64(w32 - w32 / (np.float32(1.0) + np.float32(tf) * np.float32(norm_entry)))
+    return c * (w * tf / (tf + norm_entry))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -214,170 +241,165 @@ def search(
     offsets: np.ndarray, df: np.ndarray, postings: np.ndarray,
     weight: np.ndarray, norms: np.ndarray, table: np.ndarray, scheme: int,
     first_block: np.ndarray, block_offset: np.ndarray, block_last: np.ndarray, x_max: np.ndarray, prune: bool,
-    tie_rank: np.ndarray, k: int, acc: np.ndarray, touched: np.ndarray, where: np.ndarray,
-    out_rows: np.ndarray, out_scores: np.ndarray, counters: np.ndarray,
+    tie_rank: np.ndarray, k: int, out_rows: np.ndarray, out_scores: np.ndarray, counters: np.ndarray,
 ) -> int:
     """Score queries qptr[i]..qptr[i+1] of (term, count) pairs; their top k go to
     out_rows/out_scores (rows stay -1 past the hits). Returns 0, or CORRUPT when a
-    posting decodes outside its term's bytes or the passages. `acc` (zeros), `touched`
-    and `where` (all -1) are this thread's scratch, left as they were found. Adds to
-    `counters`: postings of the query terms, postings scored one by one, queries that
-    pruned, candidates looked up, postings in the blocks decoded to find them.
+    posting decodes outside its term's bytes or the passages. Adds to `counters`:
+    postings of the query terms, postings scored in windows, passages looked up in
+    the other terms, postings decoded for those look-ups.
 
     lucene: weight[t] is the float32 idf; a term asked c times weighs c * idf (Anserini
     boosts a repeated query term by its count) and scores w - w / (1 + tf * table[norm]).
     bm25s: weight[t] is the float64 idf, norms the exact lengths, table[dl] = k1 * (1 - b + b * dl / avgdl).
 
-    The top k so far are kept in a heap as scores add up, so the k-th best score is
-    always known. Terms go in order of the most they can add (bound from x_max). With
-    `prune` (lucene only), once the k-th best score beats all that the remaining terms
-    can add together, no passage unseen yet can make the top k: the rest of the query
-    only scores the passages that still can (MaxScore), reaching them through the skip
-    blocks when that is cheaper. The top k are exactly those of scoring every posting.
+    Passages are scored a window of WINDOW rows at a time, as Lucene's
+    MaxScoreBulkScorer does: the window's postings of every "essential" term are added
+    into a small buffer (cache-resident, unlike one accumulator over the corpus), then
+    each passage there is completed and offered to a top-k heap. With `prune` (lucene
+    only), the terms that can add least are "non-essential" as soon as the k-th best
+    score beats all they could add together: a passage none of the essential terms has
+    cannot make the top k, and one that has them is looked up in the non-essential
+    terms (jumping over skip blocks) only while it still can. Exactly the top k of
+    scoring every posting, in far fewer postings.
     """
-    n_docs = len(acc)
-    if len(touched) <= n_docs or len(where) != n_docs:
-        raise ValueError("touched needs one slot more than there are passages, where one per passage")
+    n_docs = len(tie_rank)
     hs = np.empty(k, dtype=np.float32)
     hr = np.empty(k, dtype=np.int64)
     hd = np.empty(k, dtype=np.int64)
+    buf = np.zeros(WINDOW, dtype=np.float64)
+    hits = np.empty(WINDOW + 1, dtype=np.int64)
+    keep = np.empty(WINDOW, dtype=np.int64)
+    keep_score = np.empty(WINDOW, dtype=np.float64)
+    once = np.empty((qptr[len(qptr) - 1] - qptr[0], len(table)), dtype=np.float64)
+    n_max = 1
+    for q in range(len(qptr) - 1):
+        n_max = max(n_max, qptr[q + 1] - qptr[q])
+    bound = np.empty(n_max, dtype=np.float64)
+    ne_bound = np.empty(n_max + 1, dtype=np.float64)
+    order = np.empty(n_max, dtype=np.int64)
+    w32s = np.empty(n_max, dtype=np.float32)
+    cur = np.empty((n_max, 4), dtype=np.int64)  # per term: byte position, row, tf, posting index
     one = np.float32(1.0)
-    once = np.empty(len(table), dtype=np.float64)
-    n_terms = qptr[len(qptr) - 1] - qptr[0]
-    bound = np.empty(n_terms + 1, dtype=np.float64)
-    left_df = np.empty(n_terms + 1, dtype=np.int64)
-    order = np.empty(n_terms, dtype=np.int64)
-    cand = np.empty(0, dtype=touched.dtype)
     for q in range(len(qptr) - 1):
         nq = qptr[q + 1] - qptr[q]
-        for i in range(nq):  # most the term can add; order: largest first
+        for i in range(nq):
             j = qptr[q] + i
             w32 = np.float32(qcount[j]) * np.float32(weight[qterm[j]])
-            bound[i] = w32 - w32 / (one + x_max[qterm[j]])
+            bound[i] = w32 - w32 / (one + x_max[qterm[j]])  # the most this term adds to any passage
             order[i] = j
-        for i in range(1, nq):
+        for i in range(1, nq):  # least bound first: the candidates for non-essential
             c = i
-            while c > 0 and bound[c] > bound[c - 1]:
+            while c > 0 and bound[c] < bound[c - 1]:
                 bound[c], bound[c - 1] = bound[c - 1], bound[c]
                 order[c], order[c - 1] = order[c - 1], order[c]
                 c -= 1
-        bound[nq] = 0.0
-        left_df[nq] = 0
-        for i in range(nq - 1, -1, -1):  # bound[i]: most terms i.. can add together; left_df: their postings
-            bound[i] += bound[i + 1]
-            left_df[i] = left_df[i + 1] + df[qterm[order[i]]]
-        n_touched = 0
-        m = 0  # passages in the heap
-        floor = np.float32(0.0)  # hs[0] once the heap is full: a passage below it cannot enter
-        n_cand = -1  # -1: every passage is still in the running
+        ne_bound[0] = 0.0
         for i in range(nq):
+            ne_bound[i + 1] = ne_bound[i] + bound[i]
             j = order[i]
             t = qterm[j]
-            w32 = np.float32(qcount[j]) * np.float32(weight[t])
-            _fill_once(once, table, scheme, w32, qcount[j], weight[t])
-            live = n_touched if n_cand < 0 else n_cand
-            worth = left_df[i] if n_cand < 0 else df[t]  # postings a (re)filtering may spare
-            if prune and scheme == 0 and m == k and np.float32(bound[i] * (1 + 1e-9)) < floor and 2 * worth > live:
-                if n_cand < 0:  # from now on only passages seen so far can make the top k
-                    counters[2] += 1
-                    cand = touched[:n_touched].copy()
-                kept = 0
-                counters[5] += live
-                for c in range(live):
-                    if np.float32((acc[cand[c]] + bound[i]) * (1 + 1e-9)) >= floor:
-                        cand[kept] = cand[c]
-                        kept += 1
-                if n_cand < 0:
-                    counters[3] += kept
-                    cand[:kept].sort()
-                n_cand = kept
+            w32s[i] = np.float32(qcount[j]) * np.float32(weight[t])
+            for e in range(len(table)):  # score at tf = 1 by length code: the common case, looked up
+                once[i, e] = _term_score(scheme, w32s[i], qcount[j], weight[t], 1, table[e])
+            cur[i, 0], cur[i, 1], cur[i, 3] = offsets[t], np.int64(0), -1
+            if not _advance(postings, offsets[t + 1], df[t], cur[i]):
+                return CORRUPT
             counters[0] += df[t]
-            pos = offsets[t]
-            end = offsets[t + 1]
-            if n_cand >= 0 and n_cand * PROBE_COST < df[t]:  # score only the candidates, skipping the blocks without one
-                b, b_end = first_block[t], first_block[t + 1]
-                at = -1  # block being decoded; doc/tf: its last decoded posting
-                doc = np.int64(-1)
-                tf = 0
-                left = 0
-                for c in range(n_cand):
-                    target = cand[c]
-                    while b < b_end and block_last[b] < target:
-                        b += 1
-                    if b == b_end:
-                        break
-                    if at != b:
-                        counters[4] += min(BLOCK, df[t] - (b - first_block[t]) * BLOCK)
-                        at, pos = b, block_offset[b]
-                        if pos < offsets[t] or pos >= end:
-                            return CORRUPT
-                        doc = np.int64(block_last[b - 1]) if b > first_block[t] else np.int64(0)
-                        left = min(BLOCK, df[t] - (b - first_block[t]) * BLOCK)
-                        pos, doc, tf = _next(postings, pos, end, doc)
-                        left -= 1
-                    while doc < target and left > 0 and pos >= 0:
-                        pos, doc, tf = _next(postings, pos, end, doc)
-                        left -= 1
-                    if pos < 0 or doc < 0 or doc >= n_docs:
+        m = 0
+        scored = 0
+        floor = np.float32(0.0)
+        p = 0  # terms order[:p] are non-essential
+        while True:
+            w0 = n_docs
+            for i in range(p, nq):
+                if cur[i, 1] >= 0:
+                    w0 = min(w0, cur[i, 1])
+            if w0 >= n_docs:
+                break
+            w0 -= w0 % WINDOW
+            w1 = w0 + WINDOW
+            n_hits = 0
+            for i in range(p, nq):  # essential terms: their postings in the window, into buf
+                t = qterm[order[i]]
+                end = offsets[t + 1]
+                pos, doc, tf, idx = cur[i, 0], cur[i, 1], cur[i, 2], cur[i, 3]
+                last = min(df[t], idx + w1 - doc) if doc >= 0 else idx  # no more postings than rows left in the window
+                scored += max(0, last - idx)
+                while doc >= 0 and doc < w1:
+                    if doc >= n_docs:
                         return CORRUPT
-                    if doc == target:
-                        if tf == 1:
-                            acc[doc] += once[norms[doc]]
-                        else:
-                            acc[doc] += np.float64(w32 - w32 / (one + np.float32(tf) * table[norms[doc]]))
-                        s32 = np.float32(acc[doc])
-                        if s32 >= floor:
-                            m = _offer(doc, s32, tie_rank, hs, hr, hd, where, m)
-                            if m == k:
-                                floor = hs[0]
-                continue
-            counters[1] += df[t]
-            doc = np.int64(0)
-            for _ in range(df[t]):
-                if pos >= end:
-                    return CORRUPT
-                v = np.int64(postings[pos])
-                pos += 1
-                if v >= 128:  # more bytes (rare: most gaps are short)
-                    v &= 127
-                    shift = 7
-                    while True:
-                        if pos >= end or shift > 56:
-                            return CORRUPT
-                        byte = postings[pos]
-                        pos += 1
-                        v |= np.int64(byte & 127) << shift
-                        if byte < 128:
-                            break
-                        shift += 7
-                doc += v >> 1
-                if doc >= n_docs:
-                    return CORRUPT
-                if v & 1:
-                    s = once[norms[doc]]
-                else:
-                    tf, pos = _varint(postings, pos, end)
-                    if pos < 0:
-                        return CORRUPT
-                    if scheme == 0:
-                        s = np.float64(w32 - w32 / (one + np.float32(tf) * table[norms[doc]]))
+                    if tf == 1:
+                        s = once[i, norms[doc]]
                     else:
-                        s = qcount[j] * (weight[t] * tf / (tf + table[norms[doc]]))
-                touched[n_touched] = doc  # kept only if new: branch-free (the branch mispredicts half the time)
-                n_touched += np.int64((acc[doc] == 0) & (s > 0))
-                acc[doc] += s
-                s32 = np.float32(acc[doc])
-                if s32 >= floor and s32 > 0:
-                    m = _offer(doc, s32, tie_rank, hs, hr, hd, where, m)
-                    if m == k:
-                        floor = hs[0]
-        for i in range(n_touched):
-            acc[touched[i]] = 0
+                        s = _term_score(scheme, w32s[i], qcount[order[i]], weight[t], tf, table[norms[doc]])
+                    d = doc - w0
+                    hits[n_hits] = d  # kept only if new: branch-free
+                    n_hits += np.int64(buf[d] == 0)
+                    buf[d] += s
+                    idx += 1
+                    if idx >= df[t]:
+                        doc = -1
+                        break
+                    if pos >= end:
+                        return CORRUPT
+                    v = np.int64(postings[pos])  # the next posting, inline: one byte in most cases
+                    pos += 1
+                    if v >= 128:
+                        rest, pos = _varint(postings, pos, end)
+                        if pos < 0 or rest >= (1 << 56):
+                            return CORRUPT
+                        v = (v & 127) | (rest << 7)
+                    doc += v >> 1
+                    if v & 1:
+                        tf = 1
+                    else:
+                        tf, pos = _varint(postings, pos, end)
+                        if pos < 0:
+                            return CORRUPT
+                cur[i, 0], cur[i, 1], cur[i, 2], cur[i, 3] = pos, doc, tf, idx
+            n_keep = 0
+            for h in range(n_hits):
+                d = hits[h]
+                sc = buf[d]
+                buf[d] = 0.0
+                if p == 0:
+                    s32 = np.float32(sc)
+                    if s32 >= floor and s32 > 0:
+                        m = _offer(w0 + d, s32, np.int64(tie_rank[w0 + d]), hs, hr, hd, m)
+                        if m == k:
+                            floor = hs[0]
+                elif np.float32((sc + ne_bound[p]) * (1 + 1e-9)) >= floor:
+                    keep[n_keep], keep_score[n_keep] = d, sc
+                    n_keep += 1
+            if n_keep:
+                ranked = np.argsort(keep[:n_keep])  # look-ups go forward through the postings
+                for h in ranked:
+                    doc, sc = w0 + keep[h], keep_score[h]
+                    for i in range(p - 1, -1, -1):  # the non-essential terms, most first
+                        if np.float32((sc + ne_bound[i + 1]) * (1 + 1e-9)) < floor:
+                            break
+                        t = qterm[order[i]]
+                        counters[2] += 1
+                        before = cur[i, 3]
+                        if not _seek(postings, offsets[t], offsets[t + 1], df[t], first_block[t], block_offset, block_last, cur[i], doc):
+                            return CORRUPT
+                        counters[3] += max(0, cur[i, 3] - before)
+                        if cur[i, 1] == doc:
+                            tf = cur[i, 2]
+                            sc += once[i, norms[doc]] if tf == 1 else _term_score(scheme, w32s[i], qcount[order[i]], weight[t], tf, table[norms[doc]])
+                    s32 = np.float32(sc)
+                    if s32 >= floor and s32 > 0:
+                        m = _offer(doc, s32, np.int64(tie_rank[doc]), hs, hr, hd, m)
+                        if m == k:
+                            floor = hs[0]
+            if prune and scheme == 0 and m == k:
+                while p < nq and np.float32(ne_bound[p + 1] * (1 + 1e-9)) < floor:
+                    p += 1
+        counters[1] += scored
         for slot in range(m - 1, -1, -1):  # pop the worst first: it goes last
             out_rows[q, slot] = hd[0]
             out_scores[q, slot] = hs[0]
-            where[hd[0]] = -1
-            _swap(hs, hr, hd, where, 0, slot)
-            where[hd[slot]] = -1
-            _sift_down(hs, hr, hd, where, slot, 0)
+            hs[0], hr[0], hd[0] = hs[slot], hr[slot], hd[slot]
+            _sift_down(hs, hr, hd, slot, 0)
     return 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -97,7 +96,6 @@ class BM25Engine(StoreEngine):
         self.first_block = np.concatenate([[0], np.cumsum(postings.n_blocks(self.df))])
         if len(self.x_max) != len(self.df) or len(self.block_offset) != self.first_block[-1] or len(self.block_last) != self.first_block[-1]:
             raise ValueError(f"{sub}: x_max.npy, block_offset.npy or block_last.npy disagree with df.npy")
-        self._buffers: queue.SimpleQueue[tuple[np.ndarray, np.ndarray, np.ndarray]] = queue.SimpleQueue()
 
     @staticmethod
     def build(
@@ -148,31 +146,22 @@ class BM25Engine(StoreEngine):
         out_scores = np.zeros((len(queries), k), dtype=np.float32)
         qptr, terms, counts = self.query_terms(queries)
         slices = [(i, min(i + QUERY_SLICE, len(queries))) for i in range(0, len(queries), QUERY_SLICE)]
-        counters = np.zeros((len(slices), 6), dtype=np.int64)
+        counters = np.zeros((len(slices), 4), dtype=np.int64)
 
         def run(bounds: tuple[int, int]) -> int:
             lo, hi = bounds
-            try:
-                acc, touched, where = self._buffers.get_nowait()
-            except queue.Empty:
-                n = len(self.tie_rank)
-                acc, touched, where = np.zeros(n, np.float64), np.empty(n + 1, np.int32), np.full(n, -1, np.int32)
-            status = postings.search(
+            return postings.search(
                 qptr[lo : hi + 1], terms, counts, self.offsets, self.df, self.postings, self.weight, self.norms,
                 self.table, self.scheme, self.first_block, self.block_offset, self.block_last, self.x_max, self.prune,
-                self.tie_rank, k, acc, touched, where, out_rows[lo:hi], out_scores[lo:hi], counters[lo // QUERY_SLICE],
+                self.tie_rank, k, out_rows[lo:hi], out_scores[lo:hi], counters[lo // QUERY_SLICE],
             )
-            if status == postings.CORRUPT:  # the scratch was left half-used
-                acc[:], where[:] = 0, -1
-            self._buffers.put((acc, touched, where))
-            return status
 
         if self.n_threads > 1 and len(slices) > 1:
             with ThreadPoolExecutor(self.n_threads) as pool:
                 statuses = list(pool.map(run, slices))
         else:
             statuses = [run(b) for b in slices]
-        self.last_counters = dict(zip(("postings", "scored", "pruned queries", "candidates", "probed", "filtered"), counters.sum(axis=0).tolist()))
+        self.last_counters = dict(zip(("postings", "scored", "looked up", "decoded to look up"), counters.sum(axis=0).tolist()))
         if postings.CORRUPT in statuses:
             from search_envs.index import BrokenIndexError
 
