@@ -178,8 +178,8 @@ def build_bm25(
     """Build the postings of the store in `store_dir` into `out`; returns build stats.
 
     Files: vocab.json (term -> id), df.npy, offsets.npy and x_max.npy (per term),
-    postings.bin (`search_envs.postings` codes), block_offset.npy and block_last.npy
-    (per skip block), tie_rank.npy and, per passage, norms.npy (Lucene's one-byte
+    postings.bin (`search_envs.postings` codes), block_offset.npy, block_last.npy and
+    block_max.npy (per skip block), tie_rank.npy and, per passage, norms.npy (Lucene's one-byte
     length) or lengths.npy (exact lengths, the bm25s scheme).
     """
     store = PassageStore(store_dir)
@@ -295,6 +295,7 @@ def _merge(
     first_block = np.concatenate([[0], np.cumsum(postings.n_blocks(df))])
     block_offset = np.lib.format.open_memmap(out / "block_offset.npy", mode="w+", dtype=np.int64, shape=(int(first_block[-1]),))
     block_last = np.lib.format.open_memmap(out / "block_last.npy", mode="w+", dtype=np.int32, shape=(int(first_block[-1]),))
+    block_max = np.lib.format.open_memmap(out / "block_max.npy", mode="w+", dtype=np.float32, shape=(int(first_block[-1]),))
     opened = [{k: np.load(p, mmap_mode="r") for k, p in c.items()} for c in chunks]
     bar = tqdm(total=total, desc="bm25: merge", unit="posting", unit_scale=True, disable=not show_progress)
     try:
@@ -319,16 +320,19 @@ def _merge(
                 sizes = postings.encoded_sizes(counts, row, freq)
                 buf = np.empty(int(sizes.sum()), dtype=np.uint8)
                 b0, b1 = first_block[t0], first_block[t1]
-                postings.encode(counts, row, freq, buf, offsets[t0], block_offset[b0:b1], block_last[b0:b1], norms, table, x_max[t0:t1])
+                postings.encode(
+                    counts, row, freq, buf, offsets[t0], block_offset[b0:b1], block_last[b0:b1], block_max[b0:b1], norms, table,
+                    x_max[t0:t1],
+                )
                 f.write(buf.tobytes())
                 offsets[t0 + 1 : t1 + 1] = offsets[t0] + np.cumsum(sizes)
                 bar.update(len(row))
     finally:
         bar.close()
         del opened
-        block_offset.flush()
-        block_last.flush()
-        del block_offset, block_last
+        for arr in (block_offset, block_last, block_max):
+            arr.flush()
+        del block_offset, block_last, block_max, arr
     np.save(out / "offsets.npy", offsets)
     np.save(out / "x_max.npy", x_max)
     return int(offsets[-1])

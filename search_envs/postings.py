@@ -73,13 +73,15 @@ def n_blocks(df: np.ndarray) -> np.ndarray:
 @numba.njit(nogil=True, cache=True)
 def encode(
     counts: np.ndarray, rows: np.ndarray, tf: np.ndarray, out: np.ndarray, base: int,
-    block_offset: np.ndarray, block_last: np.ndarray, norms: np.ndarray, table: np.ndarray, x_max: np.ndarray,
+    block_offset: np.ndarray, block_last: np.ndarray, block_max: np.ndarray, norms: np.ndarray, table: np.ndarray,
+    x_max: np.ndarray,
 ) -> int:
     """Write the postings (laid out as for `encoded_sizes`) into `out`; returns bytes written.
 
     Also fills, per block of BLOCK postings, its first byte (as `base` + position in
-    `out`) and last row, and per term the largest tf * table[norms[row]] (float32),
-    from which a query bounds what the term can add to any passage's score."""
+    `out`), last row and largest tf * table[norms[row]] (float32), and per term that
+    largest value over all its postings: from these a query bounds what the term can
+    add to a passage's score (scores grow with tf * table[norm])."""
     pos = 0
     j = 0
     b = 0
@@ -89,12 +91,15 @@ def encode(
         for i in range(counts[t]):
             if i % BLOCK == 0:
                 block_offset[b] = base + pos
+                block_max[b] = 0
                 b += 1
             row = np.int64(rows[j])
             pos = _put_varint(out, pos, ((row - prev) << 1) | (1 if tf[j] == 1 else 0))
             if tf[j] != 1:
                 pos = _put_varint(out, pos, tf[j])
-            top = max(top, np.float32(tf[j]) * np.float32(table[norms[row]]))
+            x = np.float32(tf[j]) * np.float32(table[norms[row]])
+            top = max(top, x)
+            block_max[b - 1] = max(block_max[b - 1], x)
             block_last[b - 1] = row
             prev = row
             j += 1
@@ -240,14 +245,14 @@ def search(
     qptr: np.ndarray, qterm: np.ndarray, qcount: np.ndarray,
     offsets: np.ndarray, df: np.ndarray, postings: np.ndarray,
     weight: np.ndarray, norms: np.ndarray, table: np.ndarray, scheme: int,
-    first_block: np.ndarray, block_offset: np.ndarray, block_last: np.ndarray, x_max: np.ndarray, prune: bool,
+    first_block: np.ndarray, block_offset: np.ndarray, block_last: np.ndarray, block_max: np.ndarray, prune: bool,
     tie_rank: np.ndarray, k: int, out_rows: np.ndarray, out_scores: np.ndarray, counters: np.ndarray,
 ) -> int:
     """Score queries qptr[i]..qptr[i+1] of (term, count) pairs; their top k go to
     out_rows/out_scores (rows stay -1 past the hits). Returns 0, or CORRUPT when a
     posting decodes outside its term's bytes or the passages. Adds to `counters`:
-    postings of the query terms, postings scored in windows, passages looked up in
-    the other terms, postings decoded for those look-ups.
+    postings of the query terms, postings scored, passages looked up in a term,
+    windows skipped whole.
 
     lucene: weight[t] is the float32 idf; a term asked c times weighs c * idf (Anserini
     boosts a repeated query term by its count) and scores w - w / (1 + tf * table[norm]).
@@ -257,11 +262,13 @@ def search(
     MaxScoreBulkScorer does: the window's postings of every "essential" term are added
     into a small buffer (cache-resident, unlike one accumulator over the corpus), then
     each passage there is completed and offered to a top-k heap. With `prune` (lucene
-    only), the terms that can add least are "non-essential" as soon as the k-th best
-    score beats all they could add together: a passage none of the essential terms has
-    cannot make the top k, and one that has them is looked up in the non-essential
-    terms (jumping over skip blocks) only while it still can. Exactly the top k of
-    scoring every posting, in far fewer postings.
+    only), a term is "non-essential" in a window when the k-th best score so far beats
+    all that it and the terms that can add less could add together there (bounded by
+    the largest tf * table[norm] of its skip blocks in the window): a passage none of
+    the essential terms has cannot make the top k, and one that has them is looked up
+    in the non-essential terms (jumping over skip blocks) only while it still can; a
+    window with no essential term is skipped. Exactly the top k of scoring every
+    posting, from a fraction of the postings.
     """
     n_docs = len(tie_rank)
     hs = np.empty(k, dtype=np.float32)
@@ -270,69 +277,80 @@ def search(
     buf = np.zeros(WINDOW, dtype=np.float64)
     hits = np.empty(WINDOW + 1, dtype=np.int64)
     keep = np.empty(WINDOW, dtype=np.int64)
-    keep_score = np.empty(WINDOW, dtype=np.float64)
-    once = np.empty((qptr[len(qptr) - 1] - qptr[0], len(table)), dtype=np.float64)
     n_max = 1
     for q in range(len(qptr) - 1):
         n_max = max(n_max, qptr[q + 1] - qptr[q])
-    bound = np.empty(n_max, dtype=np.float64)
-    ne_bound = np.empty(n_max + 1, dtype=np.float64)
-    order = np.empty(n_max, dtype=np.int64)
+    once = np.empty((n_max, len(table)), dtype=np.float64)
     w32s = np.empty(n_max, dtype=np.float32)
+    wbound = np.empty(n_max, dtype=np.float64)  # the most each term adds in this window
+    worder = np.empty(n_max, dtype=np.int64)
+    ne_bound = np.empty(n_max + 1, dtype=np.float64)
+    bp = np.empty(n_max, dtype=np.int64)  # per term: first skip block not before the window
     cur = np.empty((n_max, 4), dtype=np.int64)  # per term: byte position, row, tf, posting index
     one = np.float32(1.0)
+    slack = 1 + 1e-9  # bounds are sums of float32 values in double: a hair of room for rounding
     for q in range(len(qptr) - 1):
-        nq = qptr[q + 1] - qptr[q]
+        q0, nq = qptr[q], qptr[q + 1] - qptr[q]
         for i in range(nq):
-            j = qptr[q] + i
-            w32 = np.float32(qcount[j]) * np.float32(weight[qterm[j]])
-            bound[i] = w32 - w32 / (one + x_max[qterm[j]])  # the most this term adds to any passage
-            order[i] = j
-        for i in range(1, nq):  # least bound first: the candidates for non-essential
-            c = i
-            while c > 0 and bound[c] < bound[c - 1]:
-                bound[c], bound[c - 1] = bound[c - 1], bound[c]
-                order[c], order[c - 1] = order[c - 1], order[c]
-                c -= 1
-        ne_bound[0] = 0.0
-        for i in range(nq):
-            ne_bound[i + 1] = ne_bound[i] + bound[i]
-            j = order[i]
-            t = qterm[j]
-            w32s[i] = np.float32(qcount[j]) * np.float32(weight[t])
+            t = qterm[q0 + i]
+            w32s[i] = np.float32(qcount[q0 + i]) * np.float32(weight[t])
             for e in range(len(table)):  # score at tf = 1 by length code: the common case, looked up
-                once[i, e] = _term_score(scheme, w32s[i], qcount[j], weight[t], 1, table[e])
+                once[i, e] = _term_score(scheme, w32s[i], qcount[q0 + i], weight[t], 1, table[e])
             cur[i, 0], cur[i, 1], cur[i, 3] = offsets[t], np.int64(0), -1
             if not _advance(postings, offsets[t + 1], df[t], cur[i]):
                 return CORRUPT
+            bp[i] = 0
             counters[0] += df[t]
         m = 0
-        scored = 0
         floor = np.float32(0.0)
-        p = 0  # terms order[:p] are non-essential
-        while True:
-            w0 = n_docs
-            for i in range(p, nq):
-                if cur[i, 1] >= 0:
-                    w0 = min(w0, cur[i, 1])
-            if w0 >= n_docs:
-                break
-            w0 -= w0 % WINDOW
-            w1 = w0 + WINDOW
+        scored = looked = stepped = 0
+        w0 = n_docs
+        for i in range(nq):
+            if cur[i, 1] >= 0:
+                w0 = min(w0, cur[i, 1])
+        while w0 < n_docs:
+            w1 = min(n_docs, w0 + WINDOW)
+            p = 0  # worder[:p]: the window's non-essential terms
+            for i in range(nq):
+                worder[i] = i
+            if prune and scheme == 0 and m == k:
+                for i in range(nq):
+                    t = qterm[q0 + i]
+                    fb, nb = first_block[t], first_block[t + 1] - first_block[t]
+                    b = bp[i]
+                    while b < nb and block_last[fb + b] < w0:
+                        b += 1
+                    bp[i] = b
+                    x = np.float32(0.0)
+                    while b < nb:
+                        x = max(x, block_max[fb + b])
+                        if block_last[fb + b] >= w1:
+                            break
+                        b += 1
+                    wbound[i] = w32s[i] - w32s[i] / (one + x) if x > 0 else 0.0
+                for i in range(1, nq):  # least first
+                    c = i
+                    while c > 0 and wbound[worder[c]] < wbound[worder[c - 1]]:
+                        worder[c], worder[c - 1] = worder[c - 1], worder[c]
+                        c -= 1
+                ne_bound[0] = 0.0
+                while p < nq and np.float32((ne_bound[p] + wbound[worder[p]]) * slack) < floor:
+                    ne_bound[p + 1] = ne_bound[p] + wbound[worder[p]]
+                    p += 1
             n_hits = 0
-            for i in range(p, nq):  # essential terms: their postings in the window, into buf
-                t = qterm[order[i]]
+            for e in range(p, nq):  # essential terms: their postings in the window, into buf
+                i = worder[e]
+                t = qterm[q0 + i]
                 end = offsets[t + 1]
+                if not _seek(postings, offsets[t], end, df[t], first_block[t], block_offset, block_last, cur[i], w0):
+                    return CORRUPT
                 pos, doc, tf, idx = cur[i, 0], cur[i, 1], cur[i, 2], cur[i, 3]
-                last = min(df[t], idx + w1 - doc) if doc >= 0 else idx  # no more postings than rows left in the window
-                scored += max(0, last - idx)
+                start = idx
                 while doc >= 0 and doc < w1:
-                    if doc >= n_docs:
-                        return CORRUPT
                     if tf == 1:
                         s = once[i, norms[doc]]
                     else:
-                        s = _term_score(scheme, w32s[i], qcount[order[i]], weight[t], tf, table[norms[doc]])
+                        s = _term_score(scheme, w32s[i], qcount[q0 + i], weight[t], tf, table[norms[doc]])
                     d = doc - w0
                     hits[n_hits] = d  # kept only if new: branch-free
                     n_hits += np.int64(buf[d] == 0)
@@ -357,46 +375,94 @@ def search(
                         tf, pos = _varint(postings, pos, end)
                         if pos < 0:
                             return CORRUPT
+                    if doc >= n_docs:
+                        return CORRUPT
+                scored += idx - start
                 cur[i, 0], cur[i, 1], cur[i, 2], cur[i, 3] = pos, doc, tf, idx
             n_keep = 0
             for h in range(n_hits):
                 d = hits[h]
                 sc = buf[d]
-                buf[d] = 0.0
                 if p == 0:
+                    buf[d] = 0.0
                     s32 = np.float32(sc)
                     if s32 >= floor and s32 > 0:
                         m = _offer(w0 + d, s32, np.int64(tie_rank[w0 + d]), hs, hr, hd, m)
                         if m == k:
                             floor = hs[0]
-                elif np.float32((sc + ne_bound[p]) * (1 + 1e-9)) >= floor:
-                    keep[n_keep], keep_score[n_keep] = d, sc
+                elif np.float32((sc + ne_bound[p]) * slack) >= floor:
+                    keep[n_keep] = d
                     n_keep += 1
+                else:
+                    buf[d] = 0.0
             if n_keep:
-                ranked = np.argsort(keep[:n_keep])  # look-ups go forward through the postings
-                for h in ranked:
-                    doc, sc = w0 + keep[h], keep_score[h]
-                    for i in range(p - 1, -1, -1):  # the non-essential terms, most first
-                        if np.float32((sc + ne_bound[i + 1]) * (1 + 1e-9)) < floor:
-                            break
-                        t = qterm[order[i]]
-                        counters[2] += 1
-                        before = cur[i, 3]
-                        if not _seek(postings, offsets[t], offsets[t + 1], df[t], first_block[t], block_offset, block_last, cur[i], doc):
-                            return CORRUPT
-                        counters[3] += max(0, cur[i, 3] - before)
-                        if cur[i, 1] == doc:
-                            tf = cur[i, 2]
-                            sc += once[i, norms[doc]] if tf == 1 else _term_score(scheme, w32s[i], qcount[order[i]], weight[t], tf, table[norms[doc]])
-                    s32 = np.float32(sc)
+                keep[:n_keep].sort()  # look-ups go forward through the postings
+                for e in range(p - 1, -1, -1):  # the non-essential terms, most first: a pass over the survivors each
+                    i = worder[e]
+                    t = qterm[q0 + i]
+                    end = offsets[t + 1]
+                    fb, nb = first_block[t], first_block[t + 1] - first_block[t]
+                    pos, doc, tf, idx = cur[i, 0], cur[i, 1], cur[i, 2], cur[i, 3]
+                    looked += n_keep
+                    kept = 0
+                    for h in range(n_keep):
+                        d = keep[h]
+                        target = w0 + d
+                        while doc >= 0 and doc < target:
+                            b = idx // BLOCK
+                            if block_last[fb + b] < target:  # jump to the block that may hold it
+                                b += 1
+                                while b < nb and block_last[fb + b] < target:
+                                    b += 1
+                                if b == nb:
+                                    doc = -1
+                                    break
+                                pos = block_offset[fb + b]
+                                if pos < offsets[t] or pos >= end:
+                                    return CORRUPT
+                                idx = b * BLOCK
+                                pos, doc, tf = _next(postings, pos, end, np.int64(block_last[fb + b - 1]))
+                            else:
+                                idx += 1
+                                stepped += 1
+                                pos, doc, tf = _next(postings, pos, end, doc)
+                            if pos < 0 or doc >= n_docs:
+                                return CORRUPT
+                        if doc == target:
+                            buf[d] += once[i, norms[doc]] if tf == 1 else _term_score(
+                                scheme, w32s[i], qcount[q0 + i], weight[t], tf, table[norms[doc]])
+                        if np.float32((buf[d] + ne_bound[e]) * slack) >= floor:
+                            keep[kept] = d
+                            kept += 1
+                        else:
+                            buf[d] = 0.0
+                    cur[i, 0], cur[i, 1], cur[i, 2], cur[i, 3] = pos, doc, tf, idx
+                    n_keep = kept
+                for h in range(n_keep):
+                    d = keep[h]
+                    s32 = np.float32(buf[d])
+                    buf[d] = 0.0
                     if s32 >= floor and s32 > 0:
-                        m = _offer(doc, s32, np.int64(tie_rank[doc]), hs, hr, hd, m)
+                        m = _offer(w0 + d, s32, np.int64(tie_rank[w0 + d]), hs, hr, hd, m)
                         if m == k:
                             floor = hs[0]
-            if prune and scheme == 0 and m == k:
-                while p < nq and np.float32(ne_bound[p + 1] * (1 + 1e-9)) < floor:
-                    p += 1
+            w_next = n_docs  # the next window starts at the first posting left, of any term
+            for i in range(nq):
+                t = qterm[q0 + i]
+                doc = cur[i, 1]
+                if doc >= w1:
+                    w_next = min(w_next, doc)
+                elif doc >= 0:  # behind: its next posting is at or after w1, somewhere in these blocks
+                    fb, nb = first_block[t], first_block[t + 1] - first_block[t]
+                    b = max(bp[i], cur[i, 3] // BLOCK)
+                    while b < nb and block_last[fb + b] < w1:
+                        b += 1
+                    if b < nb:
+                        w_next = min(w_next, max(w1, np.int64(block_last[fb + b - 1]) + 1 if b > 0 else w1))
+            w0 = w_next
         counters[1] += scored
+        counters[2] += looked
+        counters[3] += stepped
         for slot in range(m - 1, -1, -1):  # pop the worst first: it goes last
             out_rows[q, slot] = hd[0]
             out_scores[q, slot] = hs[0]

@@ -93,9 +93,10 @@ class BM25Engine(StoreEngine):
         self.x_max = np.load(sub / "x_max.npy", mmap_mode="r")
         self.block_offset = np.load(sub / "block_offset.npy", mmap_mode="r")
         self.block_last = np.load(sub / "block_last.npy", mmap_mode="r")
+        self.block_max = np.load(sub / "block_max.npy", mmap_mode="r")
         self.first_block = np.concatenate([[0], np.cumsum(postings.n_blocks(self.df))])
-        if len(self.x_max) != len(self.df) or len(self.block_offset) != self.first_block[-1] or len(self.block_last) != self.first_block[-1]:
-            raise ValueError(f"{sub}: x_max.npy, block_offset.npy or block_last.npy disagree with df.npy")
+        if len(self.x_max) != len(self.df) or len(self.block_offset) != self.first_block[-1] or len(self.block_last) != self.first_block[-1] or len(self.block_max) != self.first_block[-1]:
+            raise ValueError(f"{sub}: x_max.npy or the block_*.npy files disagree with df.npy")
 
     @staticmethod
     def build(
@@ -152,7 +153,7 @@ class BM25Engine(StoreEngine):
             lo, hi = bounds
             return postings.search(
                 qptr[lo : hi + 1], terms, counts, self.offsets, self.df, self.postings, self.weight, self.norms,
-                self.table, self.scheme, self.first_block, self.block_offset, self.block_last, self.x_max, self.prune,
+                self.table, self.scheme, self.first_block, self.block_offset, self.block_last, self.block_max, self.prune,
                 self.tie_rank, k, out_rows[lo:hi], out_scores[lo:hi], counters[lo // QUERY_SLICE],
             )
 
@@ -161,7 +162,7 @@ class BM25Engine(StoreEngine):
                 statuses = list(pool.map(run, slices))
         else:
             statuses = [run(b) for b in slices]
-        self.last_counters = dict(zip(("postings", "scored", "looked up", "decoded to look up"), counters.sum(axis=0).tolist()))
+        self.last_counters = dict(zip(("postings", "scored", "looked up", "stepped"), counters.sum(axis=0).tolist()))
         if postings.CORRUPT in statuses:
             from search_envs.index import BrokenIndexError
 
