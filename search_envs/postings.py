@@ -232,6 +232,30 @@ def _seek(
     return True
 
 
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_BIT_INDEX = np.zeros(64, dtype=np.int64)
+for _i in range(64):
+    _BIT_INDEX[((1 << _i) * int(_DEBRUIJN) % 2**64) >> 58] = _i
+
+
+@numba.njit(nogil=True, cache=True)
+def _marked(marks: np.ndarray, out: np.ndarray) -> int:
+    """The positions of the set bits, in order, into `out` (clearing them); returns how
+    many. Cheaper than sorting the survivors of a window: a word per 64 rows."""
+    n = 0
+    for w in range(len(marks)):
+        bits = marks[w]
+        if bits == 0:
+            continue
+        marks[w] = 0
+        while bits:
+            low = bits & (np.uint64(0) - bits)
+            out[n] = w * 64 + _BIT_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
+            n += 1
+            bits ^= low
+    return n
+
+
 @numba.njit(nogil=True, cache=True)
 def _term_score(scheme: int, w32: np.float32, c: int, w: float, tf: int, norm_entry: float) -> float:
     """One posting's score (see `search`): float32 arithmetic as Lucene's BM25Scorer."""
@@ -277,6 +301,7 @@ def search(
     buf = np.zeros(WINDOW, dtype=np.float64)
     hits = np.empty(WINDOW + 1, dtype=np.int64)
     keep = np.empty(WINDOW, dtype=np.int64)
+    marks = np.zeros(WINDOW // 64, dtype=np.uint64)  # survivors of a window, one bit each
     n_max = 1
     for q in range(len(qptr) - 1):
         n_max = max(n_max, qptr[q + 1] - qptr[q])
@@ -391,12 +416,12 @@ def search(
                         if m == k:
                             floor = hs[0]
                 elif np.float32((sc + ne_bound[p]) * slack) >= floor:
-                    keep[n_keep] = d
+                    marks[d >> 6] |= np.uint64(1) << np.uint64(d & 63)
                     n_keep += 1
                 else:
                     buf[d] = 0.0
             if n_keep:
-                keep[:n_keep].sort()  # look-ups go forward through the postings
+                n_keep = _marked(marks, keep)  # in row order: look-ups go forward through the postings
                 for e in range(p - 1, -1, -1):  # the non-essential terms, most first: a pass over the survivors each
                     i = worder[e]
                     t = qterm[q0 + i]
@@ -408,7 +433,7 @@ def search(
                     for h in range(n_keep):
                         d = keep[h]
                         target = w0 + d
-                        while doc >= 0 and doc < target:
+                        if doc >= 0 and doc < target:
                             b = idx // BLOCK
                             if block_last[fb + b] < target:  # jump to the block that may hold it
                                 b += 1
@@ -416,17 +441,32 @@ def search(
                                     b += 1
                                 if b == nb:
                                     doc = -1
-                                    break
-                                pos = block_offset[fb + b]
-                                if pos < offsets[t] or pos >= end:
-                                    return CORRUPT
-                                idx = b * BLOCK
-                                pos, doc, tf = _next(postings, pos, end, np.int64(block_last[fb + b - 1]))
-                            else:
+                                else:
+                                    pos = block_offset[fb + b]
+                                    if pos < offsets[t] or pos >= end:
+                                        return CORRUPT
+                                    idx = b * BLOCK
+                                    pos, doc, tf = _next(postings, pos, end, np.int64(block_last[fb + b - 1]))
+                            while doc >= 0 and doc < target:  # within the block: it ends at or after target
                                 idx += 1
                                 stepped += 1
-                                pos, doc, tf = _next(postings, pos, end, doc)
-                            if pos < 0 or doc >= n_docs:
+                                if idx >= df[t]:
+                                    return CORRUPT
+                                v = np.int64(postings[pos])
+                                pos += 1
+                                if v >= 128:
+                                    rest, pos = _varint(postings, pos, end)
+                                    if pos < 0 or rest >= (1 << 56):
+                                        return CORRUPT
+                                    v = (v & 127) | (rest << 7)
+                                doc += v >> 1
+                                if v & 1:
+                                    tf = 1
+                                else:
+                                    tf, pos = _varint(postings, pos, end)
+                                    if pos < 0:
+                                        return CORRUPT
+                            if pos < 0 or doc >= n_docs or pos > end:
                                 return CORRUPT
                         if doc == target:
                             buf[d] += once[i, norms[doc]] if tf == 1 else _term_score(
