@@ -51,8 +51,11 @@ def write_corpus_store(
         # spawn: safe in a process with threads (a server). Started first so the workers
         # import while this process parses the dictionary sample.
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        for _ in range(workers):
-            pool.submit(int)
+        try:
+            for _ in range(workers):
+                pool.submit(int)
+        except BrokenProcessPool:
+            pass  # `_compressed` meets it again and falls back to this process
     bar = tqdm(total=size, desc="passage store", unit="B", unit_scale=True, disable=not show_progress)
     try:
         with open(path, "rb") as f:
