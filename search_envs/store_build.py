@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import chain, islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zstandard
@@ -55,27 +56,33 @@ def write_corpus_store(
             for _ in range(workers):
                 pool.submit(int)
         except BrokenProcessPool:
-            pass  # `_compressed` meets it again and falls back to this process
+            pass  # met again below, where the work falls back to this process
     bar = tqdm(total=size, desc="passage store", unit="B", unit_scale=True, disable=not show_progress)
+
+    def encoded(block: bytes, lineno: int) -> list[bytes]:
+        records, counts, error = _encode_block(block, lineno, words, skip_bad)
+        _account(path, counts, error, stats)
+        bar.update(len(block))
+        return records
+
     try:
         with open(path, "rb") as f:
             blocks = read_blocks(f, digest)
             head: list[bytes] = []
             for block, lineno in blocks:
-                records, counts, error = _encode_block(block, lineno, words, skip_bad)
-                _account(path, len(records), counts, error, stats)
-                head += records
-                bar.update(len(block))
+                head += encoded(block, lineno)
                 if len(head) >= DICT_SAMPLE:
                     break
-            dictionary = train_dictionary(head[:DICT_SAMPLE])
+            early: list[list[bytes]] = []  # blocks encoded here while a worker trains the dictionary
+            dictionary, workers_ok = _trained(head[:DICT_SAMPLE], pool, blocks, encoded, early)
             writer = StoreWriter(directory, dictionary)
             try:
                 writer.write_records(head)
                 del head
-                jobs = ((block, lineno, words, skip_bad, dictionary) for block, lineno in blocks)
-                for frames, lengths, n_bytes, (counts, error) in _compressed(jobs, pool, workers + 2):
-                    _account(path, len(lengths), counts, error, stats)
+                jobs = chain(((records, 0, words, skip_bad, dictionary) for records in early),
+                             ((block, lineno, words, skip_bad, dictionary) for block, lineno in blocks))
+                for frames, lengths, n_bytes, counts, error in _compressed(jobs, pool if workers_ok else None, workers + 2):
+                    _account(path, counts, error, stats)
                     writer.write(frames, lengths)
                     bar.update(n_bytes)
             finally:
@@ -88,18 +95,41 @@ def write_corpus_store(
     return stats
 
 
-def _account(path: Path, passages: int, counts: tuple[int, int], error: tuple[int, ValueError] | None, stats: CorpusStats) -> None:
-    """Add a block's counts to `stats`; raise its bad line's CorpusFormatError, if any."""
+EARLY_BLOCKS = 16  # at most this many blocks (~64 MB) are encoded here while the dictionary trains
+
+
+def _trained(head: list[bytes], pool: ProcessPoolExecutor | None, blocks: Iterator[Block], encoded: Any,
+             early: list[list[bytes]]) -> tuple[bytes, bool]:
+    """(the dictionary trained on `head`, whether the workers work). With workers, a worker
+    trains it (zstd's training holds the GIL) while this process encodes the next blocks
+    into `early`, so neither core waits."""
+    if pool is not None:
+        try:
+            training = pool.submit(train_dictionary, head)
+            while not training.done() and len(early) < EARLY_BLOCKS:
+                block = next(blocks, None)
+                if block is None:
+                    break
+                early.append(encoded(*block))
+            return training.result(), True
+        except BrokenProcessPool as exc:
+            warnings.warn(f"passage store: worker processes failed ({exc}); writing in this process", stacklevel=3)
+    return train_dictionary(head), False
+
+
+def _account(path: Path, counts: tuple[int, int, int], error: tuple[int, ValueError] | None, stats: CorpusStats) -> None:
+    """Add a block's (records, bad lines, passages) to `stats`; raise its bad line's
+    CorpusFormatError, if any."""
     stats.records += counts[0]
-    stats.passages += passages
     stats.bad_lines += counts[1]
+    stats.passages += counts[2]
     if error is not None:
         bad_line(path, *error, skip_bad=False, stats=stats)
 
 
-def _encode_block(block: bytes, lineno: int, words: int, skip_bad: bool) -> tuple[list[bytes], tuple[int, int], tuple[int, ValueError] | None]:
-    """(records, (records read, bad lines skipped), first bad line and its error unless
-    `skip_bad`: the block stops there) of a block."""
+def _encode_block(block: bytes, lineno: int, words: int, skip_bad: bool) -> tuple[list[bytes], tuple[int, int, int], tuple[int, ValueError] | None]:
+    """(records, (records read, bad lines skipped, passages), first bad line and its error
+    unless `skip_bad`: the block stops there) of a block."""
     out: list[bytes] = []
     records = bad = 0
     for lineno, parts in parsed_lines(block, lineno, words):
@@ -113,25 +143,30 @@ def _encode_block(block: bytes, lineno: int, words: int, skip_bad: bool) -> tupl
                 out += [encode_record(f"{doc_id}-{i}", title, chunk) for i, chunk in enumerate(chunks)]
         except ValueError as exc:  # UnicodeEncodeError: a lone surrogate from a \ud800 escape
             if not skip_bad:
-                return out, (records, bad), (lineno, exc)
+                return out, (records, bad, len(out)), (lineno, exc)
             bad += 1
             continue
         records += 1
-    return out, (records, bad), None
+    return out, (records, bad, len(out)), None
 
 
 _compressor: tuple[bytes, zstandard.ZstdCompressor] | None = None  # a worker's, for the dictionary it last saw
 
 
-def _compress_block(job: tuple[bytes, int, int, bool, bytes]) -> tuple[bytes, np.ndarray, int, tuple]:
-    """(frames, their lengths, block bytes, (record and bad-line counts, first error)) of a block."""
+def _compress_block(job: tuple[bytes | list[bytes], int, int, bool, bytes]) -> tuple:
+    """(frames, their lengths, block bytes, (records, bad lines, passages), first error) of a
+    block; a job of records already encoded (and counted) is only compressed."""
     global _compressor
     block, lineno, words, skip_bad, dictionary = job
     if _compressor is None or _compressor[0] != dictionary:
         _compressor = (dictionary, compressor(dictionary))
-    records, counts, error = _encode_block(block, lineno, words, skip_bad)
+    if isinstance(block, list):
+        records, counts, error, n_bytes = block, (0, 0, 0), None, 0
+    else:
+        records, counts, error = _encode_block(block, lineno, words, skip_bad)
+        n_bytes = len(block)
     frames, lengths = compress_records(records, _compressor[1])
-    return frames, lengths, len(block), (counts, error)
+    return frames, lengths, n_bytes, counts, error
 
 
 def _compressed(jobs: Iterator[tuple], pool: ProcessPoolExecutor | None, depth: int) -> Iterator[tuple]:
@@ -157,5 +192,5 @@ def _compressed(jobs: Iterator[tuple], pool: ProcessPoolExecutor | None, depth: 
                 yield result
             return
         except BrokenProcessPool as exc:
-            warnings.warn(f"passage store: worker processes failed ({exc}); compressing in this process", stacklevel=2)
+            warnings.warn(f"passage store: worker processes failed ({exc}); writing in this process", stacklevel=2)
     yield from map(_compress_block, chain([job for job, _ in pending], jobs))

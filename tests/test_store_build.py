@@ -236,16 +236,23 @@ def test_chunk_bounds_equal_numpy_linspace():
             assert chunk_words(" \t" + text.replace(" ", "\u00a0 ") + "\n", words) == chunk_words(text, words)
 
 
-def test_workers_that_cannot_start_fall_back_to_this_process(tmp_path, small_blocks, monkeypatch):
+@pytest.mark.parametrize("train_ok", [False, True])
+def test_workers_that_cannot_start_fall_back_to_this_process(tmp_path, small_blocks, monkeypatch, train_ok):
     """Spawned workers die at start when `__main__` cannot be re-imported (a script read
-    from stdin): the store is still written, in this process, with the same bytes."""
+    from stdin): the store is still written, in this process, with the same bytes, whether
+    the pool breaks at the dictionary training or at the first block."""
     import concurrent.futures.process as cfp
+    from concurrent.futures import Future
 
     class DeadPool:
         def __init__(self, *args, **kwargs):
             pass
 
-        def submit(self, *args, **kwargs):
+        def submit(self, fn, *args, **kwargs):
+            if train_ok and fn is sb.train_dictionary:
+                done = Future()
+                done.set_result(fn(*args))
+                return done
             raise cfp.BrokenProcessPool("A child process terminated abruptly")
 
         def shutdown(self, *args, **kwargs):
@@ -254,8 +261,51 @@ def test_workers_that_cannot_start_fall_back_to_this_process(tmp_path, small_blo
     corpus = mixed_corpus(tmp_path / "c.jsonl", n=800)
     (tmp_path / "one").mkdir()
     (tmp_path / "fallback").mkdir()
-    sb.write_corpus_store(corpus, tmp_path / "one", workers=1)
+    one = sb.write_corpus_store(corpus, tmp_path / "one", workers=1)
     monkeypatch.setattr(sb, "ProcessPoolExecutor", DeadPool)
-    with pytest.warns(UserWarning, match="compressing in this process"):
-        sb.write_corpus_store(corpus, tmp_path / "fallback", workers=2)
+    with pytest.warns(UserWarning, match="worker processes failed .*; writing in this process"):
+        fallback = sb.write_corpus_store(corpus, tmp_path / "fallback", workers=2)
+    assert (fallback.records, fallback.passages, fallback.sha256) == (one.records, one.passages, one.sha256)
     same_files(tmp_path / "one", tmp_path / "fallback")
+
+
+def test_blocks_encoded_while_a_worker_trains_the_dictionary_keep_their_place(tmp_path, small_blocks, monkeypatch):
+    """While a worker trains the dictionary this process encodes the next blocks; they are
+    compressed and written in corpus order, before the blocks the workers parse. (A thread
+    pool stands in for the processes so that the training can be made slow.)"""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    class SlowTrainingPool:
+        """Training on one thread, blocks on another (a compressor is one thread's)."""
+
+        def __init__(self, workers, mp_context=None):
+            self.trainer, self.worker = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
+
+        def submit(self, fn, *args):
+            if fn is sb.train_dictionary:
+                return self.trainer.submit(lambda head: (time.sleep(0.5), fn(head))[1], *args)
+            return self.worker.submit(fn, *args)
+
+        def shutdown(self, *args, **kwargs):
+            self.trainer.shutdown()
+            self.worker.shutdown()
+
+    trained = sb._trained
+    early_blocks = []
+
+    def spy(head, pool, blocks, encoded, early):
+        out = trained(head, pool, blocks, encoded, early)
+        early_blocks.append(len(early))
+        return out
+
+    corpus = mixed_corpus(tmp_path / "c.jsonl", n=1500, bad_every=97)
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "store").mkdir()
+    records, bad = reference_store(corpus, tmp_path / "reference", dict_sample=300, skip_bad=True)
+    monkeypatch.setattr(sb, "ProcessPoolExecutor", SlowTrainingPool)
+    monkeypatch.setattr(sb, "_trained", spy)
+    stats = sb.write_corpus_store(corpus, tmp_path / "store", skip_bad=True, workers=2)
+    assert early_blocks == [sb.EARLY_BLOCKS]
+    assert (stats.records, stats.bad_lines) == (records, bad)
+    same_files(tmp_path / "reference", tmp_path / "store")
