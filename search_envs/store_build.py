@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import threading
+import time
 import warnings
 from collections import deque
 from collections.abc import Iterator
@@ -51,7 +53,8 @@ def write_corpus_store(
     if workers > 1 and size >= MIN_PARALLEL_BYTES:
         # spawn: safe in a process with threads (a server). Started first so the workers
         # import while this process parses the dictionary sample.
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
         try:
             for _ in range(workers):
                 pool.submit(int)
@@ -148,6 +151,18 @@ def _encode_block(block: bytes, lineno: int, words: int, skip_bad: bool) -> tupl
             continue
         records += 1
     return out, (records, bad, len(out)), None
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker's watch: if the building process is killed (SIGKILL runs no cleanup), exit
+    rather than wait forever to send a result nobody reads."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 _compressor: tuple[bytes, zstandard.ZstdCompressor] | None = None  # a worker's, for the dictionary it last saw

@@ -279,7 +279,7 @@ def test_blocks_encoded_while_a_worker_trains_the_dictionary_keep_their_place(tm
     class SlowTrainingPool:
         """Training on one thread, blocks on another (a compressor is one thread's)."""
 
-        def __init__(self, workers, mp_context=None):
+        def __init__(self, workers, **kwargs):
             self.trainer, self.worker = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
 
         def submit(self, fn, *args):
@@ -309,3 +309,48 @@ def test_blocks_encoded_while_a_worker_trains_the_dictionary_keep_their_place(tm
     assert early_blocks == [sb.EARLY_BLOCKS]
     assert (stats.records, stats.bad_lines) == (records, bad)
     same_files(tmp_path / "reference", tmp_path / "store")
+
+
+def test_workers_exit_when_the_build_is_killed(tmp_path):
+    """SIGKILL runs no cleanup: a worker blocked sending its result would wait forever, so
+    each worker watches its parent and exits when it is gone."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import multiprocessing, os, sys, time\n"
+        "from search_envs.store_build import _exit_with_parent\n"
+        "def work(parent):\n"
+        "    _exit_with_parent(parent)\n"
+        "    open(sys.argv[1], 'w').close()\n"
+        "    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    p = multiprocessing.get_context('spawn').Process(target=work, args=(os.getpid(),))\n"
+        "    p.start()\n"
+        "    print(p.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    (tmp_path / "builder.py").write_text(script)
+    ready = tmp_path / "ready"
+    builder = subprocess.Popen([sys.executable, str(tmp_path / "builder.py"), str(ready)], stdout=subprocess.PIPE, text=True)
+    worker = int(builder.stdout.readline())
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists() and _alive(worker)
+    builder.send_signal(signal.SIGKILL)
+    builder.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.1)
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
