@@ -17,12 +17,11 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import zstandard
@@ -82,7 +81,7 @@ def write_corpus_store(
             try:
                 writer.write_records(head)
                 del head
-                jobs = chain(((records, 0, words, skip_bad, dictionary) for records in early),
+                jobs = chain(((records, 0, words, skip_bad, dictionary) for records in _drained(early)),
                              ((block, lineno, words, skip_bad, dictionary) for block, lineno in blocks))
                 for frames, lengths, n_bytes, counts, error in _compressed(jobs, pool if workers_ok else None, workers + 2):
                     _account(path, counts, error, stats)
@@ -101,8 +100,8 @@ def write_corpus_store(
 EARLY_BLOCKS = 16  # at most this many blocks (~64 MB) are encoded here while the dictionary trains
 
 
-def _trained(head: list[bytes], pool: ProcessPoolExecutor | None, blocks: Iterator[Block], encoded: Any,
-             early: list[list[bytes]]) -> tuple[bytes, bool]:
+def _trained(head: list[bytes], pool: ProcessPoolExecutor | None, blocks: Iterator[Block],
+             encoded: Callable[[bytes, int], list[bytes]], early: list[list[bytes]]) -> tuple[bytes, bool]:
     """(the dictionary trained on `head`, whether the workers work). With workers, a worker
     trains it (zstd's training holds the GIL) while this process encodes the next blocks
     into `early`, so neither core waits."""
@@ -118,6 +117,13 @@ def _trained(head: list[bytes], pool: ProcessPoolExecutor | None, blocks: Iterat
         except BrokenProcessPool as exc:
             warnings.warn(f"passage store: worker processes failed ({exc}); writing in this process", stacklevel=3)
     return train_dictionary(head), False
+
+
+def _drained(items: list) -> Iterator:
+    """The items of a list, first to last, each dropped from the list as it is taken."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 def _account(path: Path, counts: tuple[int, int, int], error: tuple[int, ValueError] | None, stats: CorpusStats) -> None:
