@@ -46,7 +46,7 @@ def write_corpus_store(
     naming file:line, or with `skip_bad` is skipped and counted. `workers`: processes
     (0: the available cores, at most `MAX_WORKERS`)."""
     path, stats, digest = Path(path), CorpusStats(), hashlib.sha256()
-    workers = workers or min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+    workers = workers or min(MAX_WORKERS, _cores())
     size = path.stat().st_size
     pool = None
     if workers > 1 and size >= MIN_PARALLEL_BYTES:
@@ -117,6 +117,11 @@ def _trained(head: list[bytes], pool: ProcessPoolExecutor | None, blocks: Iterat
         except BrokenProcessPool as exc:
             warnings.warn(f"passage store: worker processes failed ({exc}); writing in this process", stacklevel=3)
     return train_dictionary(head), False
+
+
+def _cores() -> int:
+    """Cores this process may run on (the affinity mask where the OS has one, as in a container)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _drained(items: list) -> Iterator:
