@@ -354,3 +354,12 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+def test_progress_bar_counts_corpus_bytes(tmp_path, capsys):
+    corpus = mixed_corpus(tmp_path / "c.jsonl", n=200)
+    sb.write_corpus_store(corpus, tmp_path, show_progress=True)
+    err = capsys.readouterr().err
+    assert "passage store: 100%" in err
+    sb.write_corpus_store(corpus, tmp_path, show_progress=False)
+    assert "passage store" not in capsys.readouterr().err
