@@ -22,9 +22,8 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-import numpy as np
 
 from search_envs.data import Article, cache_dir, embedded_articles
 from search_envs.store import STORE_OFFSETS, STORE_TEXT, Passage, PassageStore, split_contents, write_store
@@ -45,11 +44,25 @@ def chunk_words(text: str, words: int = PASSAGE_WORDS) -> list[str]:
 
     Equal-size chunks avoid a tiny trailing passage that would rank on noise.
     """
-    tokens = text.split()
+    if text and text.isprintable() and "  " not in text and text[0] != " " and text[-1] != " ":
+        # single-spaced already (the only whitespace a printable text can hold is " "), as
+        # Wikipedia passages are: a short one is its own chunk, with no split and join
+        if max(1, round((text.count(" ") + 1) / words)) == 1:
+            return [text]
+    return _chunks(text.split(), words)
+
+
+def _chunks(tokens: list[str], words: int) -> list[str]:
+    """The chunks of a split text. Bounds are `np.linspace(0, n, k + 1).round()` (what
+    this computed first, so stores stay byte-identical) done in plain floats: i * (n / k),
+    rounded half to even, the last bound exactly n."""
     if not tokens:
         return []
     n = max(1, round(len(tokens) / words))
-    bounds = np.linspace(0, len(tokens), n + 1).round().astype(int)
+    if n == 1:
+        return [" ".join(tokens)]
+    step = len(tokens) / n
+    bounds = [round(i * step) for i in range(n)] + [len(tokens)]
     return [" ".join(tokens[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
@@ -64,6 +77,19 @@ def _kilt_text(rec: dict[str, Any]) -> str:
 
 def parse_record(rec: Any, fallback_id: str, words: int = PASSAGE_WORDS) -> list[Passage]:
     """The passages of one corpus record; raises ValueError for an unknown layout."""
+    return passages_of(*record_chunks(rec, fallback_id, words))
+
+
+def passages_of(doc_id: str, title: str, chunks: list[str]) -> list[Passage]:
+    """A record's passages: one chunk keeps the record id, several get `<id>-<chunk>`."""
+    if len(chunks) == 1:
+        return [Passage(doc_id, title, chunks[0])]
+    return [Passage(f"{doc_id}-{i}", title, chunk) for i, chunk in enumerate(chunks)]
+
+
+def record_chunks(rec: Any, fallback_id: str, words: int = PASSAGE_WORDS) -> tuple[str, str, list[str]]:
+    """(id, title, text chunks) of one corpus record (`passages_of` makes them passages);
+    raises ValueError for an unknown layout."""
     if not isinstance(rec, dict):
         raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
     if "contents" in rec and isinstance(rec["contents"], str):
@@ -81,10 +107,7 @@ def parse_record(rec: Any, fallback_id: str, words: int = PASSAGE_WORDS) -> list
             + ", ".join(sorted(map(str, rec)))
             + '); expected {"id","contents"}, {"id","title","text"} or KILT {"wikipedia_title","text":[...]}'
         )
-    chunks = chunk_words(text, words)
-    if len(chunks) <= 1:
-        return [Passage(doc_id, title, " ".join(text.split()))] if chunks else []
-    return [Passage(f"{doc_id}-{i}", title, chunk) for i, chunk in enumerate(chunks)]
+    return doc_id, title, chunk_words(text, words)
 
 
 @dataclass
@@ -92,6 +115,92 @@ class CorpusStats:
     records: int = 0
     passages: int = 0
     bad_lines: int = 0
+    sha256: str = ""  # of the corpus file, when a store build read all of it
+
+
+BLOCK_BYTES = 4 << 20  # corpus bytes read (and handed to a store-build worker) at a time
+
+
+def read_blocks(f: BinaryIO, digest: Any = None) -> Iterator[tuple[bytes, int]]:
+    """(block, number of its first line) of a binary corpus file, in blocks of whole lines of
+    about `BLOCK_BYTES`; `digest` (a hashlib object) is fed every byte on the way."""
+    lineno, pieces = 1, []
+    while data := f.read(BLOCK_BYTES):
+        if digest is not None:
+            digest.update(data)
+        cut = data.rfind(b"\n") + 1
+        if not cut:  # a line longer than a block
+            pieces.append(data)
+            continue
+        pieces.append(data[:cut])
+        block = b"".join(pieces)
+        pieces = [data[cut:]]
+        yield block, lineno
+        lineno += block_lines(block)
+    if tail := b"".join(pieces):
+        yield tail, lineno
+
+
+def block_lines(block: bytes) -> int:
+    """Line ends in a block: \\n, \\r\\n or a lone \\r, as text-mode reading counts them."""
+    n = block.count(b"\n")
+    return n + block.count(b"\r") - block.count(b"\r\n") if b"\r" in block else n
+
+
+def parsed_lines(block: bytes, lineno: int, words: int = PASSAGE_WORDS) -> Iterator[tuple[int, Any]]:
+    """(line number, `record_chunks` of the line, or the ValueError that made it a bad line)
+    for each non-blank line of a block. Lines end as in text mode (\\n, \\r\\n or \\r); a
+    line that is not UTF-8 is a bad line."""
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    try:
+        lines: list[Any] = block.decode().split("\n")
+    except UnicodeDecodeError:
+        lines = [_decoded(line) for line in block.split(b"\n")]
+    last = len(lines) - 1 if lines[-1] else None  # an unterminated last line, or none
+    if last is None:
+        lines.pop()
+    for i, (lineno, line) in enumerate(enumerate(lines, lineno)):
+        if isinstance(line, str):
+            if not line or line.isspace():
+                continue
+            try:
+                parts = record_chunks(_loads(line, i != last), str(lineno - 1), words)
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                parts = exc
+            yield lineno, parts
+        else:
+            yield lineno, line
+
+
+_scan = json.JSONDecoder().scan_once  # what json.loads runs, without its per-call checks
+
+
+def _loads(line: str, terminated: bool) -> Any:
+    """json.loads of a corpus line (as text-mode reading gives it: with its line end if
+    `terminated`, so errors read as before), twice as fast for a line that is one object."""
+    if line[0] == "{" and line[-1] == "}":
+        try:
+            obj, end = _scan(line, 0)
+            if end == len(line):
+                return obj
+        except (StopIteration, ValueError):
+            pass
+    return json.loads(line + "\n" if terminated else line)
+
+
+def _decoded(line: bytes) -> str | UnicodeDecodeError:
+    try:
+        return line.decode()
+    except UnicodeDecodeError as exc:
+        return exc
+
+
+def bad_line(path: Path, lineno: int, exc: ValueError, skip_bad: bool, stats: CorpusStats) -> None:
+    """Count a bad line (`skip_bad`) or raise the CorpusFormatError naming it."""
+    if not skip_bad:
+        raise CorpusFormatError(f"{path}:{lineno}: {exc} (pass skip_bad / --skip-bad to skip bad lines)") from exc
+    stats.bad_lines += 1
 
 
 def iter_passages(
@@ -107,20 +216,16 @@ def iter_passages(
     """
     stats = stats if stats is not None else CorpusStats()
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                passages = parse_record(json.loads(line), fallback_id=str(lineno - 1), words=words)
-            except ValueError as exc:  # json.JSONDecodeError is a ValueError
-                if skip_bad:
-                    stats.bad_lines += 1
+    with open(path, "rb") as f:
+        for block, first in read_blocks(f):
+            for lineno, parts in parsed_lines(block, first, words):
+                if isinstance(parts, ValueError):
+                    bad_line(path, lineno, parts, skip_bad, stats)
                     continue
-                raise CorpusFormatError(f"{path}:{lineno}: {exc} (pass skip_bad / --skip-bad to skip bad lines)") from exc
-            stats.records += 1
-            stats.passages += len(passages)
-            yield from passages
+                passages = passages_of(*parts)
+                stats.records += 1
+                stats.passages += len(passages)
+                yield from passages
 
 
 def file_sha256(path: str | Path) -> str:

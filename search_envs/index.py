@@ -30,7 +30,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search_envs.corpus import CorpusStats, file_sha256, iter_passages, resolve_corpus, write_store
+from search_envs.corpus import CorpusStats, file_sha256, resolve_corpus
+from search_envs.store import STORE_DICT, STORE_OFFSETS, STORE_PACKED
+from search_envs.store_build import write_corpus_store
 
 if TYPE_CHECKING:
     from search_envs.engines.base import SearchEngine
@@ -40,6 +42,7 @@ MANIFEST = "manifest.json"
 KINDS = ("bm25", "dense", "hybrid")
 # taken by every kind's build: how the corpus is cut into passages, and whether to show progress
 INDEX_PARAMS = ("passage_words", "show_progress")
+STORE_FILES = (STORE_PACKED, STORE_DICT, STORE_OFFSETS)  # the passage store a build writes
 
 
 class BrokenIndexError(ValueError):
@@ -234,11 +237,23 @@ def _refuse_unknown(kind: str, params: dict[str, Any]) -> None:
         raise ValueError(f"unknown index parameter(s) for {kind}: {', '.join(sorted(unknown))}")
 
 
-def _build_into(directory: Path, corpus_path: Path, corpus_sha: str, kind: str, skip_bad: bool, params: dict[str, Any]) -> dict[str, Any]:
+def _build_into(
+    directory: Path, corpus_path: Path, kind: str, skip_bad: bool, params: dict[str, Any], store_of: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Build one index into `directory`. `store_of`: the manifest of a sibling index built
+    from the same corpus with the same passage size (a hybrid's bm25 part), whose passage
+    store is linked rather than written again."""
     directory.mkdir(parents=True, exist_ok=True)
-    stats = CorpusStats()
     words = int(params.pop("passage_words", 100))
-    count = write_store(iter_passages(corpus_path, words=words, skip_bad=skip_bad, stats=stats), directory)
+    if store_of is not None and store_of["passage_words"] == words:
+        stats = CorpusStats(store_of["records"], store_of["passages"], store_of["bad_lines_skipped"], store_of["corpus_sha256"])
+        for name in STORE_FILES:
+            _link_or_copy(Path(store_of["directory"]) / name, directory / name)
+    else:
+        # the store build hashes the corpus as it reads it: a 14 GB corpus is read once, not twice
+        stats = write_corpus_store(corpus_path, directory, words=words, skip_bad=skip_bad,
+                                   show_progress=params.get("show_progress", True))
+    count = stats.passages
     if count == 0:
         raise ValueError(f"{corpus_path}: no passages (empty corpus)")
     info = engine_class(kind).build(directory, **params)
@@ -247,7 +262,7 @@ def _build_into(directory: Path, corpus_path: Path, corpus_sha: str, kind: str, 
         {
             "kind": kind,
             "corpus": str(corpus_path.resolve()),
-            "corpus_sha256": corpus_sha,
+            "corpus_sha256": stats.sha256,
             "passages": count,
             "records": stats.records,
             "bad_lines_skipped": stats.bad_lines,
@@ -255,6 +270,14 @@ def _build_into(directory: Path, corpus_path: Path, corpus_sha: str, kind: str, 
             **info,
         },
     )
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link (the same bytes, no second copy on disk), or a copy across file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def build_index(
@@ -277,28 +300,27 @@ def build_index(
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass overwrite=True / --force to replace it)")
     corpus_path = resolve_corpus(corpus)
-    corpus_sha = file_sha256(corpus_path)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         _refuse_unknown(kind, params)
         if kind == "hybrid":
             bm25_params, dense_params = _for_kind("bm25", params), _for_kind("dense", params)
-            sub = {
-                "bm25": _build_into(tmp / "bm25", corpus_path, corpus_sha, "bm25", skip_bad, bm25_params),
-                "dense": _build_into(tmp / "dense", corpus_path, corpus_sha, "dense", skip_bad, dense_params),
-            }
+            bm25 = _build_into(tmp / "bm25", corpus_path, "bm25", skip_bad, bm25_params)
+            # both parts hold the same passage store: written once, linked into dense/
+            store_of = {**bm25, "directory": tmp / "bm25"}
+            sub = {"bm25": bm25, "dense": _build_into(tmp / "dense", corpus_path, "dense", skip_bad, dense_params, store_of)}
             write_manifest(
                 tmp,
                 {
                     "kind": "hybrid",
                     "corpus": str(corpus_path.resolve()),
-                    "corpus_sha256": corpus_sha,
+                    "corpus_sha256": sub["bm25"]["corpus_sha256"],
                     "passages": sub["bm25"]["passages"],
                     "model": sub["dense"]["model"],
                     "parts": ["bm25", "dense"],
                 },
             )
         else:
-            _build_into(tmp, corpus_path, corpus_sha, kind, skip_bad, dict(params))
+            _build_into(tmp, corpus_path, kind, skip_bad, dict(params))
     return out
 
 

@@ -74,8 +74,66 @@ def _corpus_fields(rec: object, row: int) -> list[str] | None:
     return None
 
 
-def _record(p: Passage) -> bytes:
-    return json.dumps([p.id, p.title, p.text], ensure_ascii=False).encode("utf-8")
+_encode_str = json.encoder.encode_basestring  # json.dumps(s, ensure_ascii=False), without building an encoder per call
+
+
+def encode_record(doc_id: str, title: str, text: str) -> bytes:
+    """A passage record as stored: `json.dumps([id, title, text], ensure_ascii=False)` in UTF-8,
+    written out so no JSONEncoder is built per passage (the same bytes, 3x faster)."""
+    return f"[{_encode_str(doc_id)}, {_encode_str(title)}, {_encode_str(text)}]".encode()
+
+
+def train_dictionary(head: Sequence[bytes]) -> bytes:
+    """The zstd dictionary of a store, trained on its first `DICT_SAMPLE` records (b"": none)."""
+    try:
+        return zstandard.train_dictionary(DICT_BYTES, list(head)).as_bytes() if len(head) >= 64 else b""
+    except zstandard.ZstdError:  # too little or too uniform text to train on
+        return b""
+
+
+def compressor(dictionary: bytes) -> zstandard.ZstdCompressor:
+    """The compressor of a store's passages: one checksummed frame per passage."""
+    return zstandard.ZstdCompressor(
+        level=ZSTD_LEVEL, write_checksum=True,
+        dict_data=zstandard.ZstdCompressionDict(dictionary) if dictionary else None,
+    )
+
+
+def compress_records(records: Sequence[bytes], cctx: zstandard.ZstdCompressor) -> tuple[bytes, np.ndarray]:
+    """The frames of `records` back to back, and each frame's length."""
+    frames = list(map(cctx.compress, records))
+    return b"".join(frames), np.fromiter(map(len, frames), dtype=np.int64, count=len(frames))
+
+
+class StoreWriter:
+    """Appends compressed passage frames to a `zstd` store and writes their offsets on close.
+
+    Offsets are kept as one int64 array per append (8 bytes a passage, not a Python int
+    each: 21M passages in 170 MB)."""
+
+    def __init__(self, directory: str | Path, dictionary: bytes):
+        self.directory = Path(directory)
+        (self.directory / STORE_DICT).write_bytes(dictionary)
+        self.compressor = compressor(dictionary)
+        self._file = open(self.directory / STORE_PACKED, "wb")
+        self._ends: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        self._size = 0
+
+    def write(self, frames: bytes, lengths: np.ndarray) -> None:
+        """Append frames (back to back) whose lengths are `lengths`."""
+        self._file.write(frames)
+        self._ends.append(self._size + np.cumsum(lengths, dtype=np.int64))
+        self._size += len(frames)
+
+    def write_records(self, records: Sequence[bytes]) -> None:
+        self.write(*compress_records(records, self.compressor))
+
+    def close(self) -> int:
+        """Finish the store; returns its passage count."""
+        self._file.close()
+        offsets = np.concatenate(self._ends)
+        np.save(self.directory / STORE_OFFSETS, offsets)
+        return len(offsets) - 1
 
 
 def write_store(passages: Iterable[Passage], directory: str | Path, layout: str = "zstd") -> int:
@@ -83,37 +141,25 @@ def write_store(passages: Iterable[Passage], directory: str | Path, layout: str 
     if layout not in LAYOUTS:
         raise ValueError(f"unknown store layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     directory = Path(directory)
-    offsets = [0]
+    records = (encode_record(*p) for p in passages)
     if layout == "jsonl":
+        offsets = [0]
         with open(directory / STORE_TEXT, "wb") as f:
-            for p in passages:
-                f.write(_record(p) + b"\n")
+            for record in records:
+                f.write(record + b"\n")
                 offsets.append(f.tell())
-    else:
-        passages = iter(passages)
-        head = [_record(p) for p in islice(passages, DICT_SAMPLE)]
-        try:
-            dictionary = zstandard.train_dictionary(DICT_BYTES, head).as_bytes() if len(head) >= 64 else b""
-        except zstandard.ZstdError:  # too little or too uniform text to train on
-            dictionary = b""
-        (directory / STORE_DICT).write_bytes(dictionary)
-        compressor = zstandard.ZstdCompressor(
-            level=ZSTD_LEVEL, write_checksum=True,
-            dict_data=zstandard.ZstdCompressionDict(dictionary) if dictionary else None,
-        )
-        with open(directory / STORE_PACKED, "wb") as f:
-            for record in _chain(head, passages):
-                f.write(compressor.compress(record))
-                offsets.append(f.tell())
-    np.save(directory / STORE_OFFSETS, np.asarray(offsets, dtype=np.int64))
-    return len(offsets) - 1
-
-
-def _chain(head: list[bytes], rest: Iterator[Passage]) -> Iterator[bytes]:
-    yield from head
-    head.clear()  # the sample is not kept while the rest streams through
-    for p in rest:
-        yield _record(p)
+        np.save(directory / STORE_OFFSETS, np.asarray(offsets, dtype=np.int64))
+        return len(offsets) - 1
+    head = list(islice(records, DICT_SAMPLE))
+    writer = StoreWriter(directory, train_dictionary(head))
+    try:
+        writer.write_records(head)
+        del head  # the sample is not kept while the rest streams through
+        while batch := list(islice(records, 4096)):
+            writer.write_records(batch)
+    finally:
+        count = writer.close()
+    return count
 
 
 class PassageStore:

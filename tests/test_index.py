@@ -74,6 +74,26 @@ def test_dense_round_trip_and_manifest(dense_dir, encoder, corpus):
     assert ra[0][0].title == "Hamlet" and ra[1][0].title == "Jupiter"
 
 
+@pytest.mark.slow
+def test_hybrid_build_writes_the_passage_store_once(corpus, encoder, bm25_dir, tmp_path):
+    """A hybrid's two parts hold the same passage store: written for bm25/, linked into
+    dense/ (the same bytes as a bm25 build's, counted alike); both parts load and search."""
+    import os
+
+    out = build_index(corpus, "hybrid", tmp_path / "hybrid", encoder=encoder, show_progress=False)
+    manifest = check_index(out, kind="hybrid", corpus=corpus, deep=True)
+    parts = {part: check_index(out / part, corpus=corpus, deep=True) for part in ("bm25", "dense")}
+    for name in ("passages.zst", "passages.dict", "offsets.npy"):
+        assert os.path.samefile(out / "bm25" / name, out / "dense" / name), name
+        assert (out / "dense" / name).read_bytes() == (bm25_dir / name).read_bytes(), name
+    counts = ("records", "passages", "bad_lines_skipped", "corpus_sha256", "passage_words")
+    assert [parts["bm25"][k] for k in counts] == [parts["dense"][k] for k in counts]
+    assert parts["dense"]["corpus_sha256"] == manifest["corpus_sha256"] == file_sha256(corpus)
+    engine = load_index(out, encoder=encoder)
+    assert engine.search([HAMLET_Q], 1)[0][0].title == "Hamlet"
+    engine.close()
+
+
 @pytest.mark.parametrize("name", ["passages.zst", "offsets.npy", "bm25/postings.bin", "bm25/vocab.json"])
 def test_deleted_file_is_named(bm25_copy, name):
     (bm25_copy / name).unlink()
