@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from search_envs import postings
 from search_envs.analysis import get_analyzer
 from search_envs.corpus import PassageStore
+from search_envs.store_build import exit_with_parent
 
 MIN_PARALLEL_ROWS = 20_000  # below this, worker start-up costs more than it saves
 
@@ -261,7 +262,9 @@ def _analysed(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[t
     if workers > 1:
         try:
             # spawn: safe in a process with threads (a server); chunks are large enough to amortise it
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)
+            ) as pool:
                 queue = iter(jobs)
                 pending = deque(pool.submit(_analyze_rows, job) for job in islice(queue, workers + 1))
                 while pending:

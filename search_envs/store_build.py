@@ -53,7 +53,7 @@ def write_corpus_store(
         # spawn: safe in a process with threads (a server). Started first so the workers
         # import while this process parses the dictionary sample.
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
+                                   initializer=exit_with_parent, initargs=(os.getpid(),))
         try:
             for _ in range(workers):
                 pool.submit(int)
@@ -164,7 +164,7 @@ def _encode_block(block: bytes, lineno: int, words: int, skip_bad: bool) -> tupl
     return out, (records, bad, len(out)), None
 
 
-def _exit_with_parent(parent: int) -> None:
+def exit_with_parent(parent: int) -> None:
     """A worker's watch: if the building process is killed (SIGKILL runs no cleanup), exit
     rather than wait forever to send a result nobody reads."""
 

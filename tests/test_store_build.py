@@ -321,9 +321,9 @@ def test_workers_exit_when_the_build_is_killed(tmp_path):
 
     script = (
         "import multiprocessing, os, sys, time\n"
-        "from search_envs.store_build import _exit_with_parent\n"
+        "from search_envs.store_build import exit_with_parent\n"
         "def work(parent):\n"
-        "    _exit_with_parent(parent)\n"
+        "    exit_with_parent(parent)\n"
         "    open(sys.argv[1], 'w').close()\n"
         "    time.sleep(60)\n"
         "if __name__ == '__main__':\n"
