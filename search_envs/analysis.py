@@ -28,13 +28,15 @@ import numpy as np
 import regex
 import Stemmer
 
+from search_envs.span_memo import UNSEEN, SpanMemo
+
 # Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (33 words).
 LUCENE_STOP_WORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
     "this to was will with".split()
 )
 MEMO_LIMIT = 4_000_000  # distinct candidates (or terms) an analyzer remembers before starting over
-_NO_TERM, _UNSEEN = -1, -(2**62)
+_NO_TERM = -1
 MAX_TOKEN_LENGTH = 255  # StandardTokenizer's default; longer tokens are split
 
 # UAX #29 word boundaries, the rules that matter for text (WB4-WB13b): letters and
@@ -116,6 +118,10 @@ class Analyzer:
         self._multi: list[list[int]] = []
         self._term_id: dict[str, int] = {}
         self.term_list: list[str] = []
+        self._spans = SpanMemo(self.joiners, quote_joins=self.quote_joins)
+
+    joiners: bytes = b""  # ASCII characters that join two word characters into one candidate
+    quote_joins = False  # whether '"' joins two non-ASCII characters (Hebrew letters)
 
     def candidates(self, text: str) -> list[str]:
         raise NotImplementedError
@@ -144,30 +150,51 @@ class Analyzer:
     def term_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, lengths): the terms of every text as ids into `self.term_list`,
         concatenated, and how many terms each text has. The index build's hot loop:
-        one regex pass per text and one dictionary look-up per token, in C; `terms`
-        runs once per distinct candidate. The memo and vocabulary start over when
-        they pass MEMO_LIMIT entries (ids are only meaningful until the next call)."""
-        if len(self._codes) > MEMO_LIMIT or len(self.term_list) > MEMO_LIMIT:
+        the texts are cut into spans and looked up in a compiled memo
+        (`search_envs.span_memo`); only a span never seen before is analysed here. The
+        memos and vocabulary start over when they pass MEMO_LIMIT entries (ids are only
+        meaningful until the next call)."""
+        if len(self._spans) > MEMO_LIMIT or len(self._codes) > MEMO_LIMIT or len(self.term_list) > MEMO_LIMIT:
             self._codes, self._multi, self.term_list, self._term_id = {}, [], [], {}
-        candidates: list[str] = []
-        counts = np.empty(len(texts), dtype=np.int64)
-        for i, text in enumerate(texts):
-            found = self.candidates(text)
-            counts[i] = len(found)
-            candidates += found
-        codes = np.fromiter(map(self._codes.get, candidates, itertools.repeat(_UNSEEN)), dtype=np.int64, count=len(candidates))
-        for i in np.flatnonzero(codes == _UNSEEN):
-            codes[i] = self._code(candidates[i])
-        width = np.where(codes >= 0, 1, 0)  # terms each candidate yields: 1, 0 (a stop word) or several
+            self._spans.clear()
+        encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+        bounds = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=bounds[1:])
+        buf = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+        codes, starts, ends, counts = self._spans.spans(buf, bounds)
+        learned: dict[bytes, int] = {}
+        for i in np.flatnonzero(codes == UNSEEN):
+            key = buf[starts[i] : ends[i]].tobytes()
+            if key not in learned:
+                learned[key] = self._span_code(key.decode("utf-8", "surrogatepass"))
+                self._spans.insert(key, learned[key])
+            codes[i] = learned[key]
+        width = np.where(codes >= 0, 1, 0)  # terms each span yields: 1, 0 (a stop word) or several
         multi = np.flatnonzero(codes < _NO_TERM)
         width[multi] = [len(self._multi[_NO_TERM - 1 - c]) for c in codes[multi]]
         ids = np.repeat(codes, width)
-        starts = np.cumsum(width) - width
+        first = np.cumsum(width) - width
         for i in multi:
-            ids[starts[i] : starts[i] + width[i]] = self._multi[_NO_TERM - 1 - codes[i]]
-        ends = np.cumsum(counts)
+            ids[first[i] : first[i] + width[i]] = self._multi[_NO_TERM - 1 - codes[i]]
+        ends_at = np.cumsum(counts)
         per_text = np.concatenate([[0], np.cumsum(width)])
-        return ids, per_text[ends] - per_text[ends - counts]
+        return ids, per_text[ends_at] - per_text[ends_at - counts]
+
+    def _span_code(self, span: str) -> int:
+        """The code of a span (one or more whole candidates): as `_code`, for all its terms."""
+        found = self.candidates(span)
+        if len(found) == 1:
+            return self._code(found[0])
+        ids = []
+        for candidate in found:
+            code = self._code(candidate)
+            ids += [code] if code >= 0 else [] if code == _NO_TERM else self._multi[_NO_TERM - 1 - code]
+        if len(ids) == 1:
+            return ids[0]
+        if not ids:
+            return _NO_TERM
+        self._multi.append(ids)
+        return _NO_TERM - len(self._multi)
 
     def _code(self, candidate: str) -> int:
         """A candidate's memo code: its term's id, _NO_TERM, or an index into `_multi`."""
@@ -198,6 +225,8 @@ class LuceneEnglishAnalyzer(Analyzer):
     """Lucene's EnglishAnalyzer (Pyserini's default): see the module docstring."""
 
     name = "lucene-english"
+    joiners = bytes(c for c in range(128) if re.fullmatch(f"{_MID_NUM}|{_MID_LETTER}", chr(c)))
+    quote_joins = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -293,3 +293,50 @@ def test_same_size_corruption_is_refused_naming_the_file(tmp_path, small_corpus_
         with pytest.raises(CorruptStoreError, match="passages.zst"):
             engine.store.get_many(range(len(engine.store)))
         engine.close()
+
+
+TRICKY_TEXTS = [
+    "", "a", "A.B.C. d'Arcy O'NEIL's 1,000.5 x.y..z 'quoted' \"רש\"י\" ΟΔΟΣ İstanbul ﬁnance", "a" * 600, "x_y__z",
+    "café—bar", "日本語テキスト", "\u200d\u200d", "e\u0301cole", "end. Next,word;semi:colon 'tis", "U.S.", "3.14.",
+]
+
+
+@pytest.mark.parametrize("analyzer_class", [LuceneEnglishAnalyzer, BM25sAnalyzer])
+def test_term_ids_equal_the_analyzer_text_by_text(analyzer_class, monkeypatch):
+    """The build's compiled path (spans looked up in a memo) gives each text exactly the
+    terms the analyzer gives it, on real Wikipedia text, the Lucene edge cases above and
+    across memo resets (MEMO_LIMIT made tiny: every call starts over)."""
+    import search_envs.analysis as analysis
+    from search_envs.corpus import iter_passages
+    from search_envs.data import embedded_articles
+
+    texts = [f"{a.title}\n{a.text}" for a in embedded_articles()[::3]]
+    texts += [f"{p.title}\n{p.text}" for p in iter_passages(WIKI_1K)] if WIKI_1K.is_file() else []
+    texts += [text for text, _ in LUCENE_ANALYZED] + TRICKY_TEXTS
+    reference = analyzer_class()
+    expected = [reference(t) for t in texts]
+    fast = analyzer_class()
+    for limit in (analysis.MEMO_LIMIT, 50):
+        monkeypatch.setattr(analysis, "MEMO_LIMIT", limit)
+        for batch in (texts, texts[::-1][:500]):  # a cold memo, then a warm one (or a reset one)
+            ids, lengths = fast.term_ids(batch)
+            assert lengths.sum() == len(ids)
+            got = np.split(ids, np.cumsum(lengths)[:-1])
+            want = expected if batch is texts else expected[::-1][:500]
+            assert [[fast.term_list[i] for i in g] for g in got] == want
+
+
+def test_span_memo_grows_and_finds_every_key():
+    from search_envs.span_memo import UNSEEN, SpanMemo
+
+    memo = SpanMemo(b".", quote_joins=False)
+    words = [f"w{i}x{i * 7919 % 10007}" for i in range(100_000)]  # forces several rehashes
+    for i, w in enumerate(words):
+        memo.insert(w.encode(), i)
+    memo.insert(words[5].encode(), 5)  # again: no duplicate entry
+    assert len(memo) == len(words)
+    text = (" ".join(words) + " NEVER.seen W1X7919").encode()
+    codes, starts, ends, per_text = memo.spans(np.frombuffer(text, dtype=np.uint8).copy(), np.array([0, len(text)]))
+    assert per_text.tolist() == [len(words) + 2]
+    assert codes[: len(words)].tolist() == list(range(len(words)))
+    assert codes[-2] == UNSEEN and codes[-1] == 1  # "never.seen" joined by "."; upper case folded to w1x7919
