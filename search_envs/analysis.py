@@ -35,7 +35,7 @@ LUCENE_STOP_WORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
     "this to was will with".split()
 )
-MEMO_LIMIT = 4_000_000  # distinct candidates (or terms) an analyzer remembers before starting over
+MEMO_LIMIT = 1_000_000  # distinct spans, candidates or terms an analyzer remembers before starting over (bounds its memory)
 _NO_TERM = -1
 MAX_TOKEN_LENGTH = 255  # StandardTokenizer's default; longer tokens are split
 

@@ -433,7 +433,7 @@ def open_engine(
 
 def cached_index_dir(kind: str, corpus: str | Path | None = None, **build_params: Any) -> Path:
     """Where `open_engine` keeps the index of (kind, corpus, build params):
-    `cache_dir()/indexes/<kind>-<corpus sha256[:12]>[-<model>][-<params hash>]`.
+    `cache_dir()/indexes/<kind>-<corpus sha256[:12]>[-<scheme>-<postings format> | -<model>][-<params hash>]`.
     Search-time settings (the kind's `load_params`) do not change the index, so not its name."""
     from search_envs.data import cache_dir
     from search_envs.engines.dense import DEFAULT_MODEL
@@ -441,10 +441,11 @@ def cached_index_dir(kind: str, corpus: str | Path | None = None, **build_params
     name = f"{kind}-{file_sha256(resolve_corpus(corpus))[:12]}"
     load_accepts = engine_params(kind)[1]
     build_params = {k: v for k, v in build_params.items() if k not in ("show_progress", "overwrite") and k not in load_accepts}
-    if kind == "bm25":  # the scheme names the format too: an older index is never picked up
+    if kind == "bm25":  # the scheme and postings format name it: an older index is never picked up
         from search_envs.engines.bm25 import DEFAULT_SCHEME
+        from search_envs.postings import FORMAT
 
-        name += "-" + str(build_params.pop("scheme", DEFAULT_SCHEME))
+        name += "-" + str(build_params.pop("scheme", DEFAULT_SCHEME)) + "-" + FORMAT
     else:
         model = build_params.pop("model", DEFAULT_MODEL)
         name += "-" + re.sub(r"[^A-Za-z0-9._-]+", "_", str(model).rstrip("/").split("/")[-1])

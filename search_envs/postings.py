@@ -6,13 +6,14 @@ is not 1 (most terms occur once in a 100-word passage). That is ~1.5 bytes a pos
 where a (float32 score, int32 row) matrix took 8, and is what Lucene's own postings
 cost, give or take.
 
-Queries are scored term at a time into a dense accumulator (one per thread): every
-posting of every query term is decoded and scored as Lucene's BM25Scorer scores it,
-float for float, and summed in double as Lucene's disjunction scorers do, then each
-query's top k is taken by (float32 score, tie rank). The kernels are numba-compiled
-and release the GIL, so query slices run on several threads at once. Corrupt bytes
-(an index loaded with verification off) end a query with an error code, never an
-out-of-bounds read.
+Queries are scored by `search`, a numba kernel that releases the GIL (query slices run
+on several threads): every posting it scores is scored as Lucene's BM25Scorer does,
+float for float, and a passage's terms are summed in double as Lucene's disjunctions
+do; the top k are taken by (float32 score, tie rank). It works a window of rows at a
+time with MaxScore and block-max bounds (Lucene's MaxScoreBulkScorer scheme), so most
+postings of common terms are never decoded, and the result is exactly that of scoring
+them all. Corrupt bytes (an index loaded with verification off) end a query with an
+error code, never a read out of bounds.
 """
 
 from __future__ import annotations
@@ -318,6 +319,8 @@ def search(
         q0, nq = qptr[q], qptr[q + 1] - qptr[q]
         for i in range(nq):
             t = qterm[q0 + i]
+            if offsets[t] < 0 or offsets[t] > offsets[t + 1] or offsets[t + 1] > len(postings) or df[t] < 1:
+                return CORRUPT
             w32s[i] = np.float32(qcount[q0 + i]) * np.float32(weight[t])
             for e in range(len(table)):  # score at tf = 1 by length code: the common case, looked up
                 once[i, e] = _term_score(scheme, w32s[i], qcount[q0 + i], weight[t], 1, table[e])
@@ -377,8 +380,10 @@ def search(
                     else:
                         s = _term_score(scheme, w32s[i], qcount[q0 + i], weight[t], tf, table[norms[doc]])
                     d = doc - w0
-                    hits[n_hits] = d  # kept only if new: branch-free
+                    hits[n_hits] = d  # kept only if new: branch-free (scores are > 0, so buf[d] only grows)
                     n_hits += np.int64(buf[d] == 0)
+                    if n_hits > WINDOW:
+                        return CORRUPT
                     buf[d] += s
                     idx += 1
                     if idx >= df[t]:

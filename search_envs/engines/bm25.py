@@ -88,6 +88,8 @@ class BM25Engine(StoreEngine):
             self.weight = idf(self.df, docs).astype(np.float32)
             self.norms = np.load(sub / "norms.npy", mmap_mode="r")
             self.table = norm_table(self.manifest, avgdl)
+        if not (np.all(np.isfinite(self.weight)) and (len(self.weight) == 0 or self.weight.min() > 0)) or not np.all(self.table >= 0):
+            raise ValueError(f"{sub}: df.npy or the manifest's k1, b, avgdl give scores that are not positive")
         if len(self.norms) != n:
             raise ValueError(f"{sub}: passage lengths for {len(self.norms)} passages but the passage store has {n}")
         self.x_max = np.load(sub / "x_max.npy", mmap_mode="r")
