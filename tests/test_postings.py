@@ -1,0 +1,403 @@
+"""The compressed BM25 postings (`search_envs.postings`) and the kernel that scores them.
+
+tests/test_bm25.py compares rankings with recorded Pyserini runs; here the postings
+are checked on their own: the codes round-trip, the skip blocks' bounds are right, and
+every query's top k equals an independent numpy oracle (decode every posting, score it
+as Lucene's BM25Scorer does, sum in double) exactly, with pruning on and off, for many
+k, thread counts and batch sizes. Corrupt files must end in an error, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search_envs import postings
+from search_envs.bm25_build import norm_table
+from search_envs.index import BrokenIndexError, build_index, load_index
+
+KS = (1, 3, 10, 100, 1000)
+
+
+# ---------------------------------------------------------------- codes and skip blocks
+
+
+def _random_postings(rng: np.random.Generator, counts: list[int], max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, tfs = [], []
+    for c in counts:
+        gaps = rng.integers(1, max_gap + 1, size=c, dtype=np.int64)
+        gaps[0] = rng.integers(0, max_gap + 1)  # a term's first row is a gap from 0 (row 0 included)
+        if c > 2:
+            gaps[rng.integers(1, c)] = max_gap
+        rows.append(np.cumsum(gaps))
+        tf = np.where(rng.random(c) < 0.8, 1, rng.integers(2, 10**6 + 1, size=c))
+        if c > 1:
+            tf[rng.integers(0, c)] = 10**6
+        tfs.append(tf.astype(np.int64))
+    return np.concatenate(rows), np.concatenate(tfs)
+
+
+def _encode(counts, rows, tf, norms, table, base=0):
+    counts = np.asarray(counts, dtype=np.int64)
+    sizes = postings.encoded_sizes(counts, rows, tf)
+    nb = postings.n_blocks(counts)
+    out = np.full(int(sizes.sum()), 0xAA, dtype=np.uint8)
+    block_offset = np.full(int(nb.sum()), -7, dtype=np.int64)
+    block_last = np.full(int(nb.sum()), -7, dtype=np.int64)
+    block_max = np.full(int(nb.sum()), -7, dtype=np.float32)
+    x_max = np.full(len(counts), -7, dtype=np.float32)
+    written = postings.encode(counts, rows, tf, out, base, block_offset, block_last, block_max, norms, table, x_max)
+    assert written == sizes.sum()
+    return out, sizes, block_offset, block_last, block_max, x_max
+
+
+def _check_round_trip(counts, rows, tf, norms, table, base):
+    out, sizes, block_offset, block_last, block_max, x_max = _encode(counts, rows, tf, norms, table, base)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    first = np.concatenate([[0], np.cumsum(postings.n_blocks(counts))])
+    j = 0
+    for t, c in enumerate(counts):
+        got_rows, got_tf = postings.decode(out, int(starts[t]), c)
+        np.testing.assert_array_equal(got_rows, rows[j : j + c])
+        np.testing.assert_array_equal(got_tf, tf[j : j + c])
+        x = tf[j : j + c].astype(np.float32) * table[norms[rows[j : j + c]]].astype(np.float32)
+        assert x.dtype == np.float32
+        assert x_max[t] == x.max()
+        for b in range(first[t + 1] - first[t]):
+            lo, hi = b * postings.BLOCK, min(c, (b + 1) * postings.BLOCK)
+            assert block_last[first[t] + b] == rows[j + hi - 1]
+            assert block_max[first[t] + b] == x[lo:hi].max()
+            # a block's first posting decodes alone, from its offset and the previous block's last row
+            pos = int(block_offset[first[t] + b]) - base
+            prev = 0 if b == 0 else int(block_last[first[t] + b - 1])
+            p, doc, f = postings._next(out, pos, len(out), prev)
+            assert (doc, f) == (rows[j + lo], tf[j + lo])
+        j += c
+    assert starts[-1] == len(out)
+
+
+def test_codes_round_trip_with_skip_blocks_and_bounds():
+    rng = np.random.default_rng(0)
+    B = postings.BLOCK
+    counts = [1, B, B + 1, 2 * B, 2 * B + 1, 3, 1, 200] + list(rng.integers(1, 300, size=80))
+    table = rng.uniform(0.05, 3.0, size=256).astype(np.float32)
+    # small gaps: every row has its own random length code
+    rows, tf = _random_postings(rng, counts, 40)
+    norms = rng.integers(0, 256, size=int(rows.max()) + 1).astype(np.uint8)
+    _check_round_trip(counts, rows, tf, norms, table, base=12345)
+
+
+def test_codes_round_trip_with_gaps_up_to_2_31():
+    rng = np.random.default_rng(1)
+    B = postings.BLOCK
+    counts = [1, B, B + 1, 5, 130, 1]
+    rows, tf = _random_postings(rng, counts, 2**31 - 1)
+    assert rows.max() > 2**36
+    # one length for all rows (a stride-0 view: no array as long as the rows)
+    norms = np.broadcast_to(np.uint8(17), (int(rows.max()) + 1,))
+    table = np.linspace(0.1, 2.0, 256).astype(np.float32)
+    _check_round_trip(counts, rows, tf, norms, table, base=0)
+    # gaps that need 5 bytes, tf that needs 3: the sizes are the varint sizes
+    out, sizes, *_ = _encode([2], np.array([2**31 - 1, 2 * (2**31 - 1)]), np.array([10**6, 1]), norms, table)
+    assert sizes[0] == 5 + 3 + 5
+
+
+def test_code_layout_is_gap_shifted_with_tf_one_flag():
+    """The documented format itself: `(gap << 1) | (tf == 1)` then tf when not 1."""
+    norms = np.zeros(1000, dtype=np.uint8)
+    table = np.ones(256, dtype=np.float32)
+    out, *_ = _encode([3], np.array([5, 6, 200]), np.array([1, 3, 1]), norms, table)
+    assert out.tolist() == [(5 << 1) | 1, 1 << 1, 3, ((194 << 1) | 1) & 127 | 128, ((194 << 1) | 1) >> 7]
+
+
+def test_decode_of_truncated_bytes_is_flagged():
+    norms = np.zeros(10, dtype=np.uint8)
+    out, *_ = _encode([1], np.array([3]), np.array([300]), norms, np.ones(256, dtype=np.float32))
+    assert postings._next(out[:-1], 0, len(out) - 1, 0)[0] == -1  # tf cut short
+    assert postings._next(np.full(20, 0xFF, dtype=np.uint8), 0, 20, 0)[0] == -1  # never-ending code
+
+
+# ---------------------------------------------------------------- an independent oracle
+
+
+def _write_stress_corpus(path: Path, source: Path, copies: int = 5) -> Path:
+    """`copies` copies of the wiki-18 sample: more rows than a scoring window, and every
+    passage tied with its copies; later copies get smaller ids, so ties go backwards."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    with path.open("w", encoding="utf-8") as f:
+        for c in range(copies):
+            for line in lines:
+                rec = json.loads(line)
+                rec["id"] = f"c{copies - 1 - c}-{rec['id']}"
+                f.write(json.dumps(rec) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory, shared_data):
+    from search_envs.corpus import embedded_subset_path
+
+    tmp = tmp_path_factory.mktemp("postings")
+    wiki = shared_data / "corpus" / "wiki18_sample_1000.jsonl"
+    out = {
+        "embedded400": build_index(embedded_subset_path(400), "bm25", tmp / "emb", show_progress=False),
+        "wiki18": build_index(wiki, "bm25", tmp / "wiki", show_progress=False),
+        "wiki18x5": build_index(_write_stress_corpus(tmp / "x5.jsonl", wiki), "bm25", tmp / "x5", show_progress=False),
+    }
+    return out
+
+
+def _questions(shared_data: Path) -> list[str]:
+    """The real questions benchmarks/bm25_vs_pyserini.py runs (R1-Searcher's and DeepResearcher's)."""
+    import pandas as pd
+
+    qa = shared_data / "qa"
+    out = []
+    for name in ("hotpotqa_500", "2wiki_500", "musique_500", "bamboogle"):
+        with (qa / f"r1searcher_{name}.jsonl").open(encoding="utf-8") as f:
+            out += [json.loads(line)["question"] for line in f]
+    out += [str(p[0]["content"]) for p in pd.read_parquet(qa / "deepresearcher_dev_7datasets.parquet")["prompt"]]
+    return out
+
+
+def _queries(engine, shared_data: Path, n_questions: int = 150) -> list[str]:
+    qs = _questions(shared_data)
+    qs = qs[:: max(1, len(qs) // n_questions)][:n_questions]
+    store = engine.store
+    titles = [p.title for p in store.get_many(range(0, len(store), max(1, len(store) // 40)))]
+    common = sorted(engine.vocab, key=lambda t: -int(engine.df[engine.vocab[t]]))[:15]
+    return qs + titles + common + [
+        "paris paris paris france",
+        "war war war war war war war war",
+        "history of the united states " * 5,
+        "xyzzyqq plughzz",  # unknown words only
+        "xyzzyqq " + titles[0],  # unknown word and known ones
+        "the of and a",  # stop words only: empty after analysis
+        "",
+        "   ",
+        "?!",
+        " ".join(common),  # every common term at once
+        "1 2 3 10 100 1000",
+    ]
+
+
+class Oracle:
+    """Every query's full score vector from the decoded postings, in plain numpy."""
+
+    def __init__(self, engine):
+        m = engine.manifest
+        self.engine = engine
+        n = len(engine.store)
+        ids = [p.id for p in engine.store.get_many(range(n))]
+        order = sorted(range(n), key=lambda r: ids[r].encode("utf-8"))  # Anserini sorts ties by docid
+        self.tie_rank = np.empty(n, dtype=np.int64)
+        self.tie_rank[order] = np.arange(n)
+        self.n = n
+        self.N = m["docs_with_terms"]
+        self.bm25s = m["lengths"] == "exact"
+        if self.bm25s:
+            self.lengths = np.asarray(np.load(engine.directory / "bm25" / "lengths.npy"), dtype=np.float64)
+        else:
+            self.norms = np.asarray(np.load(engine.directory / "bm25" / "norms.npy"))
+            self.table = norm_table(m, m["avgdl"])
+        data = np.fromfile(engine.directory / "bm25" / "postings.bin", dtype=np.uint8)
+        self.offsets = np.load(engine.directory / "bm25" / "offsets.npy")
+        self.df = np.load(engine.directory / "bm25" / "df.npy")
+        self.data = data
+        self._decoded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def postings_of(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        if t not in self._decoded:
+            rows, tf = postings.decode(self.data, int(self.offsets[t]), int(self.df[t]))
+            assert (np.diff(rows) > 0).all() and rows[0] >= 0 and rows[-1] < self.n and (tf >= 1).all()
+            self._decoded[t] = rows, tf
+        return self._decoded[t]
+
+    def scores(self, query: str) -> np.ndarray:
+        vocab = self.engine.vocab
+        found = Counter(vocab[w] for w in self.engine.analyzer(query) if w in vocab)
+        total = np.zeros(self.n, dtype=np.float64)
+        for t, count in found.items():
+            rows, tf = self.postings_of(t)
+            df = float(self.df[t])
+            idf = np.log(1.0 + (self.N - df + 0.5) / (df + 0.5))
+            if self.bm25s:
+                k1, b = 1.5, 0.75
+                avgdl = self.engine.manifest["avgdl"]
+                s = count * (idf * tf / (tf + k1 * (1 - b + b * self.lengths[rows] / avgdl)))
+            else:
+                w = np.float32(count) * np.float32(idf)
+                s = w - w / (np.float32(1) + tf.astype(np.float32) * self.table[self.norms[rows]])
+                assert s.dtype == np.float32
+            np.add.at(total, rows, s.astype(np.float64))
+        return total
+
+    def top(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self.scores(query)
+        s32 = s.astype(np.float32)
+        hit = np.flatnonzero(s > 0)
+        if self.bm25s:
+            order = hit[np.lexsort((self.tie_rank[hit], -s[hit]))][:k]
+            got = s[order]
+        else:
+            order = hit[np.lexsort((self.tie_rank[hit], -s32[hit]))][:k]
+            got = s32[order]
+        rows = np.full(k, -1, dtype=np.int64)
+        scores = np.zeros(k, dtype=np.float64)
+        rows[: len(order)], scores[: len(order)] = order, got
+        return rows, scores
+
+
+@pytest.mark.parametrize("name", ["embedded400", "wiki18", "wiki18x5"])
+def test_kernel_equals_numpy_oracle_exactly(indexes, shared_data, name):
+    engines = {prune: load_index(indexes[name], prune=prune) for prune in (True, False)}
+    oracle = Oracle(engines[True])
+    np.testing.assert_array_equal(np.asarray(engines[True].tie_rank), oracle.tie_rank)
+    queries = _queries(engines[True], shared_data)
+    assert len(queries) > 200
+    expected = {q: oracle.top(q, max(KS)) for q in queries}
+    pruned_less = 0
+    for k in KS:
+        for prune, engine in engines.items():
+            rows, scores = engine.search_rows(queries, k)
+            assert rows.shape == (len(queries), k) and scores.dtype == np.float32
+            for q, r, s in zip(queries, rows, scores):
+                er, es = expected[q]
+                np.testing.assert_array_equal(r, er[:k], err_msg=f"{name} k={k} prune={prune} query={q!r}")
+                np.testing.assert_array_equal(s, es[:k].astype(np.float32), err_msg=f"{name} k={k} prune={prune} query={q!r}")
+            if prune and k == 10:
+                pruned_less = engine.last_counters["scored"] < engine.last_counters["postings"]
+    for q in ("the of and a", "", "xyzzyqq plughzz"):
+        assert (expected[q][0] == -1).all()
+    if len(oracle.tie_rank) > postings.WINDOW:  # pruning starts in the second window
+        assert pruned_less  # it really skipped postings, and the results stayed exact
+    for e in engines.values():
+        e.close()
+
+
+@pytest.mark.slow
+def test_bm25s_scheme_equals_numpy_oracle(tmp_path, shared_data):
+    from search_envs.corpus import embedded_subset_path
+
+    out = build_index(embedded_subset_path(400), "bm25", tmp_path / "idx", scheme="bm25s", show_progress=False)
+    engine = load_index(out)
+    assert (engine.manifest["k1"], engine.manifest["b"], engine.manifest["lengths"]) == (1.5, 0.75, "exact")
+    oracle = Oracle(engine)
+    queries = _queries(engine, shared_data, 100)
+    checked = 0
+    for k in (1, 10, 100):
+        rows, scores = engine.search_rows(queries, k)
+        for q, r, s in zip(queries, rows, scores):
+            er, es = oracle.top(q, k + 1)
+            np.testing.assert_allclose(s, es[:k], rtol=1e-6, err_msg=q)
+            assert ((r == -1) == (er[:k] == -1)).all(), q
+            for i in range(k):  # a row must match where its score is not (nearly) tied with a neighbour's
+                near = [es[j] for j in (i - 1, i + 1) if 0 <= j <= k and er[j] >= 0]
+                if er[i] >= 0 and all(abs(es[i] - x) > 1e-6 * es[i] for x in near):
+                    assert r[i] == er[i], (q, k, i)
+                    checked += 1
+    assert checked > 1000
+    engine.close()
+
+
+# ---------------------------------------------------------------- threads and batches
+
+
+def test_threads_and_batch_sizes_give_identical_results(indexes, shared_data):
+    one = load_index(indexes["wiki18x5"], n_threads=1)
+    two = load_index(indexes["wiki18x5"], n_threads=2)
+    queries = _queries(one, shared_data)
+    rows, scores = one.search_rows(queries, 10)
+    r2, s2 = two.search_rows(queries, 10)
+    np.testing.assert_array_equal(rows, r2)
+    np.testing.assert_array_equal(scores, s2)
+    for size in (1, 7, 64):
+        parts = [two.search_rows(queries[i : i + size], 10) for i in range(0, len(queries), size)]
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), rows, err_msg=f"batch {size}")
+        np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), scores, err_msg=f"batch {size}")
+    one.close()
+    two.close()
+
+
+# ---------------------------------------------------------------- corrupt and old indexes
+
+_SEARCH_CORRUPT = r"""
+import json, sys
+from search_envs.index import BrokenIndexError, load_index
+directory, queries = sys.argv[1], json.loads(sys.argv[2])
+for prune in (True, False):
+    try:
+        engine = load_index(directory, verify=False, prune=prune)
+    except BrokenIndexError as exc:
+        print("REFUSED AT LOAD", exc)
+        sys.exit(0)
+    try:
+        for k in (1, 10, 100):
+            for size in (len(queries), 1):
+                for i in range(0, len(queries), size):
+                    engine.search_rows(queries[i : i + size], k)
+        print("RESULTS")
+    except BrokenIndexError as exc:
+        assert "postings.bin" in str(exc), exc
+        print("REFUSED", exc)
+"""
+
+
+@pytest.mark.parametrize(
+    "name,pattern",
+    [
+        ("postings.bin", "ff"),
+        ("postings.bin", "random"),
+        ("block_offset.npy", "ff"),
+        ("block_offset.npy", "random"),
+        ("block_last.npy", "ff"),
+        ("block_last.npy", "random"),
+        ("block_max.npy", "ff"),
+        ("df.npy", "random"),
+    ],
+)
+def test_corrupt_files_never_crash_the_process(indexes, shared_data, tmp_path, name, pattern):
+    copy = tmp_path / "idx"
+    shutil.copytree(indexes["wiki18x5"], copy)
+    path = copy / "bm25" / name
+    data = bytearray(path.read_bytes())
+    header = 128 if name.endswith(".npy") else 0
+    lo = header + (len(data) - header) // 3
+    hi = header + 2 * (len(data) - header) // 3
+    rng = np.random.default_rng(abs(hash((name, pattern))) % 2**32)
+    data[lo:hi] = b"\xff" * (hi - lo) if pattern == "ff" else rng.integers(0, 256, hi - lo, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    clean = load_index(indexes["wiki18x5"])
+    queries = _queries(clean, shared_data, 60)
+    common = sorted(clean.vocab, key=lambda t: -int(clean.df[clean.vocab[t]]))[:40]
+    clean.close()
+    queries += [" ".join(common[i : i + 4]) for i in range(0, 40, 4)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _SEARCH_CORRUPT, str(copy), json.dumps(queries)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert "RESULTS" in proc.stdout or "REFUSED" in proc.stdout
+    if name == "postings.bin" and pattern == "ff":
+        assert "REFUSED" in proc.stdout  # 0xFF bytes are never-ending codes: they cannot decode
+
+
+def test_index_of_another_postings_format_is_refused(indexes, tmp_path):
+    copy = tmp_path / "idx"
+    shutil.copytree(indexes["embedded400"], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert manifest["postings_format"] == postings.FORMAT
+    manifest["postings_format"] = "vbyte-gap-tf-0"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BrokenIndexError, match="older version.*vbyte-gap-tf-0.*rebuild"):
+        load_index(copy)
+    del manifest["postings_format"]  # the float32 score-matrix index had none
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BrokenIndexError, match="older version.*score matrix"):
+        load_index(copy)
