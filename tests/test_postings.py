@@ -401,3 +401,77 @@ def test_index_of_another_postings_format_is_refused(indexes, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BrokenIndexError, match="older version.*score matrix"):
         load_index(copy)
+
+
+# A term's bytes that end where readable memory ends (a postings.bin whose size is a
+# multiple of the page size, its last term), and a corrupt code that runs up to that end
+# while the term's df says more postings follow: the kernel must stop at the end.
+_PAGE_END = r"""
+import ctypes, mmap, sys
+import numpy as np
+from search_envs import postings
+
+corrupt, guard = sys.argv[1] == "corrupt", sys.argv[2] == "guard"
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+page = mmap.PAGESIZE
+addr = libc.mmap(None, 2 * page, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+assert addr not in (None, ctypes.c_void_p(-1).value)
+if guard:  # the page after the postings: no access, as past the end of a memory-mapped file
+    assert libc.mprotect(addr + page, page, 0) == 0
+mem = np.frombuffer((ctypes.c_uint8 * page).from_address(addr), dtype=np.uint8)
+
+n_docs = 10000
+norms = np.zeros(n_docs, dtype=np.uint8)
+table = np.ones(256, dtype=np.float32)
+# term A (weight 5): rows 0 and 6000; term B (weight 0.01): rows 4500, 5000, 7000 in one skip block.
+# Window 1 puts A's row 0 in the top 1; in window 2 B is non-essential and is looked up for A's row 6000.
+counts = np.array([2, 3]); rows = np.array([0, 6000, 4500, 5000, 7000]); tf = np.ones(5, dtype=np.int64)
+sizes = postings.encoded_sizes(counts, rows, tf)
+code = np.empty(int(sizes.sum()), dtype=np.uint8)
+bo, bl, bm, xm = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2, np.float32), np.zeros(2, np.float32)
+postings.encode(counts, rows, tf, code, 0, bo, bl, bm, norms, table, xm)
+assert sizes.tolist() == [3, 6]
+if corrupt:  # B's 2nd and 3rd codes (4 bytes) become one 4-byte code: gap 0, tf 1
+    code[sizes[0] + 2 :] = [0x81, 0x80, 0x80, 0x00]
+data = mem[page - len(code) :]
+data[:] = code
+offsets = np.array([0, sizes[0], sizes.sum()], dtype=np.int64)
+out_rows = np.full((1, 1), -1, dtype=np.int64)
+out_scores = np.zeros((1, 1), dtype=np.float32)
+status = postings.search(
+    np.array([0, 2]), np.array([0, 1]), np.array([1, 1]), offsets, counts, data, np.array([5.0, 0.01], dtype=np.float32),
+    norms, table, postings.SCHEME_LUCENE, np.array([0, 1, 2]), bo, bl, bm, True, np.arange(n_docs, dtype=np.uint32), 1,
+    out_rows, out_scores, np.zeros(4, np.int64),
+)
+print("STATUS", status, out_rows[0, 0], out_scores[0, 0])
+"""
+
+
+def _page_end(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _PAGE_END, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mmap/mprotect through libc")
+def test_postings_at_the_end_of_memory_are_searched():
+    clean = _page_end("clean", "guard")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    assert "STATUS 0 0 2.5" in clean.stdout  # A's rows 0 and 6000 tie at 5 - 5 / 2: row 0 first
+    corrupt = _page_end("corrupt", "open")  # memory readable past the end: the corruption is reported
+    assert corrupt.returncode == 0, corrupt.stderr[-3000:]
+    assert f"STATUS {postings.CORRUPT} -1 0.0" in corrupt.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mmap/mprotect through libc")
+@pytest.mark.xfail(
+    strict=True,
+    reason="postings.search, non-essential look-up loop: reads postings[pos] with no `pos < end` check "
+    "(the essential loop has one); a corrupt code ending at the term's last byte makes it read one byte "
+    "past the array: SIGSEGV when postings.bin ends at a page boundary",
+)
+def test_corrupt_code_at_the_end_of_memory_is_reported_not_read_past():
+    corrupt = _page_end("corrupt", "guard")
+    assert corrupt.returncode == 0, f"exit {corrupt.returncode}: {corrupt.stderr[-3000:]}"
+    assert f"STATUS {postings.CORRUPT} -1 0.0" in corrupt.stdout
