@@ -344,10 +344,45 @@ for prune in (True, False):
                 for i in range(0, len(queries), size):
                     engine.search_rows(queries[i : i + size], k)
         print("RESULTS")
-    except BrokenIndexError as exc:
+    except BrokenIndexError as exc:  # the kernel's error names postings.bin, whatever file misled it
         assert "postings.bin" in str(exc), exc
         print("REFUSED", exc)
 """
+
+
+def _corrupt(path: Path, pattern: str, rng: np.random.Generator) -> None:
+    """Change `path` in place, at the same size (what sha256 verification would catch)."""
+    if path.suffix == ".npy":
+        arr = np.load(path)
+        lo, hi = len(arr) // 3, 2 * len(arr) // 3
+        if pattern == "ff":
+            arr.view(np.uint8)[lo * arr.itemsize : hi * arr.itemsize] = 0xFF
+        elif pattern == "random":
+            arr.view(np.uint8)[lo * arr.itemsize : hi * arr.itemsize] = rng.integers(0, 256, (hi - lo) * arr.itemsize)
+        elif pattern == "all-ff":
+            arr.view(np.uint8)[:] = 0xFF
+        elif pattern == "nudge":  # every value off by a little: plausible, in range, wrong
+            arr += rng.integers(-3, 4, size=arr.shape).astype(arr.dtype)
+        elif pattern == "last+1":
+            arr[-1] += 1
+        else:
+            raise AssertionError(pattern)
+        before = path.stat().st_size
+        np.save(path, arr)
+        assert path.stat().st_size == before
+        return
+    data = bytearray(path.read_bytes())
+    lo, hi = len(data) // 3, 2 * len(data) // 3
+    if pattern == "ff":
+        data[lo:hi] = b"\xff" * (hi - lo)
+    elif pattern == "random":
+        data[lo:hi] = rng.integers(0, 256, hi - lo, dtype=np.uint8).tobytes()
+    elif pattern == "flips":  # a few bytes changed anywhere
+        for i in rng.integers(0, len(data), 200):
+            data[i] ^= int(rng.integers(1, 256))
+    else:
+        raise AssertionError(pattern)
+    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize(
@@ -356,24 +391,38 @@ for prune in (True, False):
         ("postings.bin", "ff"),
         ("postings.bin", "random"),
         ("block_offset.npy", "ff"),
-        ("block_offset.npy", "random"),
         ("block_last.npy", "ff"),
-        ("block_last.npy", "random"),
-        ("block_max.npy", "ff"),
-        ("df.npy", "random"),
+        pytest.param("postings.bin", "flips", marks=pytest.mark.slow),
+        pytest.param("block_offset.npy", "random", marks=pytest.mark.slow),
+        pytest.param("block_offset.npy", "all-ff", marks=pytest.mark.slow),
+        pytest.param("block_offset.npy", "nudge", marks=pytest.mark.slow),
+        pytest.param("block_last.npy", "random", marks=pytest.mark.slow),
+        pytest.param("block_last.npy", "nudge", marks=pytest.mark.slow),
+        pytest.param("block_max.npy", "ff", marks=pytest.mark.slow),
+        pytest.param("block_max.npy", "random", marks=pytest.mark.slow),
+        pytest.param("df.npy", "random", marks=pytest.mark.slow),
+        pytest.param("df.npy", "last+1", marks=pytest.mark.slow),
+        pytest.param("offsets.npy", "nudge", marks=pytest.mark.slow),
+        pytest.param(
+            "offsets.npy", "random",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="BM25Engine checks only offsets[-1] == postings.bin size; postings.search trusts "
+                "offsets[t], offsets[t+1] as byte bounds inside postings (its `pos >= end` checks use them), so "
+                "garbage offsets make it read far outside the memory map: SIGSEGV",
+            ),
+        ),
+        pytest.param("norms.npy", "random", marks=pytest.mark.slow),
+        pytest.param("tie_rank.npy", "random", marks=pytest.mark.slow),
     ],
 )
 def test_corrupt_files_never_crash_the_process(indexes, shared_data, tmp_path, name, pattern):
+    """Loaded without verification (SEARCH_ENVS_VERIFY=0, for multi-GB indexes), a file
+    changed at the same size must give results or a BrokenIndexError, never a crash or a
+    hang: searched in a child process, so a segfault fails this test, not pytest."""
     copy = tmp_path / "idx"
     shutil.copytree(indexes["wiki18x5"], copy)
-    path = copy / "bm25" / name
-    data = bytearray(path.read_bytes())
-    header = 128 if name.endswith(".npy") else 0
-    lo = header + (len(data) - header) // 3
-    hi = header + 2 * (len(data) - header) // 3
-    rng = np.random.default_rng(abs(hash((name, pattern))) % 2**32)
-    data[lo:hi] = b"\xff" * (hi - lo) if pattern == "ff" else rng.integers(0, 256, hi - lo, dtype=np.uint8).tobytes()
-    path.write_bytes(bytes(data))
+    _corrupt(copy / "bm25" / name, pattern, np.random.default_rng(sum(map(ord, name + pattern))))
     clean = load_index(indexes["wiki18x5"])
     queries = _queries(clean, shared_data, 60)
     common = sorted(clean.vocab, key=lambda t: -int(clean.df[clean.vocab[t]]))[:40]
