@@ -127,7 +127,7 @@ def test_decode_of_truncated_bytes_is_flagged():
 # ---------------------------------------------------------------- an independent oracle
 
 
-def _write_stress_corpus(path: Path, source: Path, copies: int = 5) -> Path:
+def _write_stress_corpus(path: Path, source: Path, copies: int = 12) -> Path:
     """`copies` copies of the wiki-18 sample: more rows than a scoring window, and every
     passage tied with its copies; later copies get smaller ids, so ties go backwards."""
     lines = source.read_text(encoding="utf-8").splitlines()
@@ -149,7 +149,7 @@ def indexes(tmp_path_factory, shared_data):
     out = {
         "embedded400": build_index(embedded_subset_path(400), "bm25", tmp / "emb", show_progress=False),
         "wiki18": build_index(wiki, "bm25", tmp / "wiki", show_progress=False),
-        "wiki18x5": build_index(_write_stress_corpus(tmp / "x5.jsonl", wiki), "bm25", tmp / "x5", show_progress=False),
+        "wiki18x12": build_index(_write_stress_corpus(tmp / "x12.jsonl", wiki), "bm25", tmp / "x12", show_progress=False),
     }
     return out
 
@@ -255,7 +255,7 @@ class Oracle:
         return rows, scores
 
 
-@pytest.mark.parametrize("name", ["embedded400", "wiki18", "wiki18x5"])
+@pytest.mark.parametrize("name", ["embedded400", "wiki18", "wiki18x12"])
 def test_kernel_equals_numpy_oracle_exactly(indexes, shared_data, name):
     engines = {prune: load_index(indexes[name], prune=prune) for prune in (True, False)}
     oracle = Oracle(engines[True])
@@ -311,8 +311,8 @@ def test_bm25s_scheme_equals_numpy_oracle(tmp_path, shared_data):
 
 
 def test_threads_and_batch_sizes_give_identical_results(indexes, shared_data):
-    one = load_index(indexes["wiki18x5"], n_threads=1)
-    two = load_index(indexes["wiki18x5"], n_threads=2)
+    one = load_index(indexes["wiki18x12"], n_threads=1)
+    two = load_index(indexes["wiki18x12"], n_threads=2)
     queries = _queries(one, shared_data)
     rows, scores = one.search_rows(queries, 10)
     r2, s2 = two.search_rows(queries, 10)
@@ -363,6 +363,8 @@ def _corrupt(path: Path, pattern: str, rng: np.random.Generator) -> None:
             arr.view(np.uint8)[:] = 0xFF
         elif pattern == "nudge":  # every value off by a little: plausible, in range, wrong
             arr += rng.integers(-3, 4, size=arr.shape).astype(arr.dtype)
+        elif pattern == "beyond":  # ascending, the last one right, the others past the end of postings.bin
+            arr[1:-1] = 2**40 + 8 * np.arange(len(arr) - 2)
         elif pattern == "last+1":
             arr[-1] += 1
         else:
@@ -403,8 +405,9 @@ def _corrupt(path: Path, pattern: str, rng: np.random.Generator) -> None:
         pytest.param("df.npy", "random", marks=pytest.mark.slow),
         pytest.param("df.npy", "last+1", marks=pytest.mark.slow),
         pytest.param("offsets.npy", "nudge", marks=pytest.mark.slow),
+        pytest.param("offsets.npy", "random", marks=pytest.mark.slow),
         pytest.param(
-            "offsets.npy", "random",
+            "offsets.npy", "beyond",
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="BM25Engine checks only offsets[-1] == postings.bin size; postings.search trusts "
@@ -421,9 +424,9 @@ def test_corrupt_files_never_crash_the_process(indexes, shared_data, tmp_path, n
     changed at the same size must give results or a BrokenIndexError, never a crash or a
     hang: searched in a child process, so a segfault fails this test, not pytest."""
     copy = tmp_path / "idx"
-    shutil.copytree(indexes["wiki18x5"], copy)
+    shutil.copytree(indexes["wiki18x12"], copy)
     _corrupt(copy / "bm25" / name, pattern, np.random.default_rng(sum(map(ord, name + pattern))))
-    clean = load_index(indexes["wiki18x5"])
+    clean = load_index(indexes["wiki18x12"])
     queries = _queries(clean, shared_data, 60)
     common = sorted(clean.vocab, key=lambda t: -int(clean.df[clean.vocab[t]]))[:40]
     clean.close()
