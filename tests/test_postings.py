@@ -318,6 +318,7 @@ def test_threads_and_batch_sizes_give_identical_results(indexes, shared_data):
     r2, s2 = two.search_rows(queries, 10)
     np.testing.assert_array_equal(rows, r2)
     np.testing.assert_array_equal(scores, s2)
+    assert one.last_counters == two.last_counters  # the same work, split over threads
     for size in (1, 7, 64):
         parts = [two.search_rows(queries[i : i + size], 10) for i in range(0, len(queries), size)]
         np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), rows, err_msg=f"batch {size}")
