@@ -108,6 +108,7 @@ def _analyze_rows(job: tuple[str, str, int, int]) -> tuple[list[str], np.ndarray
         _worker.update(key=(directory, analyzer_name), store=PassageStore(directory), analyzer=get_analyzer(analyzer_name))
     analyzer, store = _worker["analyzer"], _worker["store"]
     passages = store.get_many(range(start, stop))
+    store.drop_pages()
     ids, lengths = analyzer.term_ids([f"{p.title}\n{p.text}" for p in passages])
     used, local, rows, tf = _term_counts(ids, lengths, len(analyzer.term_list))
     terms = [analyzer.term_list[i] for i in used]
@@ -278,6 +279,34 @@ def _analysed(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[t
     yield from map(_analyze_rows, jobs[done:])
 
 
+class _NpyWriter:
+    """Append to a 1-d .npy file of known length, sequentially (no memory map)."""
+
+    def __init__(self, path: Path, dtype: Any, length: int):
+        self.f = open(path, "wb")
+        np.lib.format.write_array_header_2_0(self.f, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": (length,)})
+        self.dtype, self.left = np.dtype(dtype), length
+
+    def write(self, arr: np.ndarray) -> None:
+        self.left -= len(arr)
+        self.f.write(np.ascontiguousarray(arr, dtype=self.dtype).tobytes())
+
+    def close(self, check: bool = True) -> None:
+        self.f.close()
+        if check and self.left != 0:
+            raise RuntimeError(f"{self.f.name}: {self.left} values short")
+
+
+def _read_npy(path: Path, lo: int, hi: int | None) -> np.ndarray:
+    """Elements [lo, hi) of a 1-d .npy file (hi None: to the end), read into memory."""
+    with open(path, "rb") as f:
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        shape, _, dtype = read_header[np.lib.format.read_magic(f)](f)
+        hi = shape[0] if hi is None else hi
+        f.seek(lo * dtype.itemsize, os.SEEK_CUR)
+        return np.fromfile(f, dtype=dtype, count=hi - lo)
+
+
 def _merge(
     out: Path, chunks: list[dict[str, Any]], df: np.ndarray, norms: np.ndarray, table: np.ndarray, memory_mb: int,
     show_progress: bool,
@@ -296,46 +325,46 @@ def _merge(
     offsets = np.zeros(len(df) + 1, dtype=np.int64)
     x_max = np.zeros(len(df), dtype=np.float32)
     first_block = np.concatenate([[0], np.cumsum(postings.n_blocks(df))])
-    block_offset = np.lib.format.open_memmap(out / "block_offset.npy", mode="w+", dtype=np.int64, shape=(int(first_block[-1]),))
-    block_last = np.lib.format.open_memmap(out / "block_last.npy", mode="w+", dtype=np.int32, shape=(int(first_block[-1]),))
-    block_max = np.lib.format.open_memmap(out / "block_max.npy", mode="w+", dtype=np.float32, shape=(int(first_block[-1]),))
-    opened = [{k: np.load(p, mmap_mode="r") for k, p in c.items()} for c in chunks]
+    n_blocks = int(first_block[-1])
+    block_files = [_NpyWriter(out / f"block_{name}.npy", dtype, n_blocks)
+                   for name, dtype in (("offset", np.int64), ("last", np.int32), ("max", np.float32))]
+    spilled = [{"terms": np.load(c["terms"]), "first": np.load(c["first"]), "rows": c["rows"], "tf": c["tf"]} for c in chunks]
     bar = tqdm(total=total, desc="bm25: merge", unit="posting", unit_scale=True, disable=not show_progress)
     try:
         with open(out / "postings.bin", "wb") as f:
             for t0, t1 in zip(bounds[:-1], bounds[1:]):
                 terms, rows, tf = [], [], []
-                for c in opened:
+                for c in spilled:
                     a, z = np.searchsorted(c["terms"], [t0, t1])
                     if a == z:
                         continue
                     lo = int(c["first"][a])
-                    hi = int(c["first"][z]) if z < len(c["first"]) else len(c["rows"])
-                    counts = np.diff(np.append(c["first"][a:z], hi))
-                    terms.append(np.repeat(np.asarray(c["terms"][a:z]), counts))
-                    rows.append(np.asarray(c["rows"][lo:hi]))
-                    tf.append(np.asarray(c["tf"][lo:hi]))
+                    hi = int(c["first"][z]) if z < len(c["first"]) else None
+                    rows.append(_read_npy(c["rows"], lo, hi))  # read, not memory-mapped: pages are not kept
+                    tf.append(_read_npy(c["tf"], lo, hi))
+                    counts = np.diff(np.append(c["first"][a:z], lo + len(rows[-1])))
+                    terms.append(np.repeat(c["terms"][a:z] - t0, counts))
                 if not terms:
                     offsets[t0 + 1 : t1 + 1] = offsets[t0]
                     continue
-                order = np.argsort(np.concatenate(terms), kind="stable")  # chunks are in passage order: rows stay sorted
-                row, freq, counts = np.concatenate(rows)[order], np.concatenate(tf)[order], df[t0:t1]
+                order, counts = _counting_sort(np.concatenate(terms), t1 - t0)  # stable: rows stay sorted
+                row, freq = np.concatenate(rows)[order], np.concatenate(tf)[order]
+                del terms, rows, tf, order
                 sizes = postings.encoded_sizes(counts, row, freq)
                 buf = np.empty(int(sizes.sum()), dtype=np.uint8)
-                b0, b1 = first_block[t0], first_block[t1]
-                postings.encode(
-                    counts, row, freq, buf, offsets[t0], block_offset[b0:b1], block_last[b0:b1], block_max[b0:b1], norms, table,
-                    x_max[t0:t1],
-                )
+                blocks = [np.empty(int(first_block[t1] - first_block[t0]), dtype=w.dtype) for w in block_files]
+                postings.encode(counts, row, freq, buf, offsets[t0], *blocks, norms, table, x_max[t0:t1])
                 f.write(buf.tobytes())
+                for writer, values in zip(block_files, blocks):
+                    writer.write(values)
                 offsets[t0 + 1 : t1 + 1] = offsets[t0] + np.cumsum(sizes)
                 bar.update(len(row))
     finally:
         bar.close()
-        del opened
-        for arr in (block_offset, block_last, block_max):
-            arr.flush()
-        del block_offset, block_last, block_max, arr
+        for writer in block_files:
+            writer.close(check=False)
+    for writer in block_files:
+        writer.close()
     np.save(out / "offsets.npy", offsets)
     np.save(out / "x_max.npy", x_max)
     return int(offsets[-1])

@@ -380,8 +380,8 @@ def search(
                     else:
                         s = _term_score(scheme, w32s[i], qcount[q0 + i], weight[t], tf, table[norms[doc]])
                     d = doc - w0
-                    hits[n_hits] = d  # kept only if new: branch-free (scores are > 0, so buf[d] only grows)
-                    n_hits += np.int64(buf[d] == 0)
+                    hits[n_hits] = d  # kept if new: branch-free (scores are >= 0, so buf[d] only grows)
+                    n_hits += np.int64((buf[d] == 0) & (s > 0))
                     if n_hits > WINDOW:
                         return CORRUPT
                     buf[d] += s
@@ -455,7 +455,7 @@ def search(
                             while doc >= 0 and doc < target:  # within the block: it ends at or after target
                                 idx += 1
                                 stepped += 1
-                                if idx >= df[t]:
+                                if idx >= df[t] or pos >= end:
                                     return CORRUPT
                                 v = np.int64(postings[pos])
                                 pos += 1

@@ -240,6 +240,14 @@ class PassageStore:
         """Passages in blocks, for encoders that must not hold the whole corpus."""
         for start in range(0, len(self), batch):
             yield self.get_many(range(start, min(start + batch, len(self))))
+            self.drop_pages()
+
+    def drop_pages(self) -> None:
+        """Let go of the file pages read so far (they stay in the OS page cache): a
+        process that streams the whole store, as an index build does, then holds
+        only what it reads next, not the store."""
+        if isinstance(self._mm, mmap.mmap) and not self._mm.closed and hasattr(mmap, "MADV_DONTNEED"):
+            self._mm.madvise(mmap.MADV_DONTNEED)
 
     def close(self) -> None:
         if isinstance(self._mm, mmap.mmap) and not self._mm.closed:

@@ -407,15 +407,7 @@ def _corrupt(path: Path, pattern: str, rng: np.random.Generator) -> None:
         pytest.param("df.npy", "last+1", marks=pytest.mark.slow),
         pytest.param("offsets.npy", "nudge", marks=pytest.mark.slow),
         pytest.param("offsets.npy", "random", marks=pytest.mark.slow),
-        pytest.param(
-            "offsets.npy", "beyond",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BM25Engine checks only offsets[-1] == postings.bin size; postings.search trusts "
-                "offsets[t], offsets[t+1] as byte bounds inside postings (its `pos >= end` checks use them), so "
-                "garbage offsets make it read far outside the memory map: SIGSEGV",
-            ),
-        ),
+        pytest.param("offsets.npy", "beyond"),
         pytest.param("norms.npy", "random", marks=pytest.mark.slow),
         pytest.param("tie_rank.npy", "random", marks=pytest.mark.slow),
     ],
@@ -518,12 +510,6 @@ def test_postings_at_the_end_of_memory_are_searched():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mmap/mprotect through libc")
-@pytest.mark.xfail(
-    strict=True,
-    reason="postings.search, non-essential look-up loop: reads postings[pos] with no `pos < end` check "
-    "(the essential loop has one); a corrupt code ending at the term's last byte makes it read one byte "
-    "past the array: SIGSEGV when postings.bin ends at a page boundary",
-)
 def test_corrupt_code_at_the_end_of_memory_is_reported_not_read_past():
     corrupt = _page_end("corrupt", "guard")
     assert corrupt.returncode == 0, f"exit {corrupt.returncode}: {corrupt.stderr[-3000:]}"
@@ -646,12 +632,6 @@ def test_all_postings_scored_in_one_window():
     assert "STATUS 0 [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in proc.stdout  # all tied: passage order
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="postings.search counts a window's hit as new when buf[d] == 0 before adding; a posting that scores "
-    "exactly 0 (length code 254/255) leaves buf[d] at 0, so the same passage is counted again by the next term and "
-    "`hits` (WINDOW + 1 entries) is written past its end: heap corruption (glibc aborts)",
-)
 def test_zero_scores_do_not_overflow_the_window_hits():
     proc = subprocess.run([sys.executable, "-c", _ZERO_SCORES, "2", "255"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-3000:]}"

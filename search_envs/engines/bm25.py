@@ -43,7 +43,7 @@ SCHEMES: dict[str, dict[str, Any]] = {
     "bm25s": {"analyzer": "bm25s", "k1": 1.5, "b": 0.75, "lengths": "exact"},
 }
 DEFAULT_SCHEME = "lucene"
-QUERY_SLICE = 64  # queries per sparse product: per-query cost stays flat however large the batch
+QUERY_SLICE = 64  # queries per kernel call: slices spread over the threads
 
 
 class BM25Engine(StoreEngine):
@@ -80,6 +80,8 @@ class BM25Engine(StoreEngine):
         if self.manifest["lengths"] == "exact":
             self.scheme = postings.SCHEME_BM25S
             lengths = np.load(sub / "lengths.npy", mmap_mode="r")
+            if lengths.min(initial=0) < 0:
+                raise ValueError(f"{sub / 'lengths.npy'}: negative passage lengths")
             self.weight = idf(self.df, docs)
             self.norms = lengths
             self.table = k1 * (1 - b + b * np.arange(int(lengths.max(initial=0)) + 1, dtype=np.float64) / avgdl)
@@ -97,7 +99,10 @@ class BM25Engine(StoreEngine):
         self.block_last = np.load(sub / "block_last.npy", mmap_mode="r")
         self.block_max = np.load(sub / "block_max.npy", mmap_mode="r")
         self.first_block = np.concatenate([[0], np.cumsum(postings.n_blocks(self.df))])
-        if len(self.x_max) != len(self.df) or len(self.block_offset) != self.first_block[-1] or len(self.block_last) != self.first_block[-1] or len(self.block_max) != self.first_block[-1]:
+        self._pool: ThreadPoolExecutor | None = None  # made on the first batch that needs it
+        self._pool_pid = 0
+        blocks = int(self.first_block[-1])
+        if len(self.x_max) != len(self.df) or not len(self.block_offset) == len(self.block_last) == len(self.block_max) == blocks:
             raise ValueError(f"{sub}: x_max.npy or the block_*.npy files disagree with df.npy")
 
     @staticmethod
@@ -143,12 +148,15 @@ class BM25Engine(StoreEngine):
         """(rows, scores) for a batch; a row of -1 marks no result (a query with no known term).
 
         Tokenizing is Python, done once; scoring runs in slices of QUERY_SLICE queries on
-        `n_threads` threads, each with its own accumulator (the kernel releases the GIL).
+        `n_threads` threads (the kernel releases the GIL). `last_counters` then says how
+        many postings the batch's terms have, how many were scored, and how many passages
+        were looked up in a term (MaxScore).
         """
         out_rows = np.full((len(queries), k), -1, dtype=np.int64)
         out_scores = np.zeros((len(queries), k), dtype=np.float32)
         qptr, terms, counts = self.query_terms(queries)
-        slices = [(i, min(i + QUERY_SLICE, len(queries))) for i in range(0, len(queries), QUERY_SLICE)]
+        size = max(1, min(QUERY_SLICE, -(-len(queries) // self.n_threads)))  # a small batch still uses every thread
+        slices = [(i, min(i + size, len(queries))) for i in range(0, len(queries), size)]
         counters = np.zeros((len(slices), 4), dtype=np.int64)
 
         def run(bounds: tuple[int, int]) -> int:
@@ -156,12 +164,13 @@ class BM25Engine(StoreEngine):
             return postings.search(
                 qptr[lo : hi + 1], terms, counts, self.offsets, self.df, self.postings, self.weight, self.norms,
                 self.table, self.scheme, self.first_block, self.block_offset, self.block_last, self.block_max, self.prune,
-                self.tie_rank, k, out_rows[lo:hi], out_scores[lo:hi], counters[lo // QUERY_SLICE],
+                self.tie_rank, k, out_rows[lo:hi], out_scores[lo:hi], counters[lo // size],
             )
 
         if self.n_threads > 1 and len(slices) > 1:
-            with ThreadPoolExecutor(self.n_threads) as pool:
-                statuses = list(pool.map(run, slices))
+            if self._pool is None or self._pool_pid != os.getpid():  # a forked child has none of the parent's threads
+                self._pool, self._pool_pid = ThreadPoolExecutor(self.n_threads, thread_name_prefix="bm25"), os.getpid()
+            statuses = list(self._pool.map(run, slices))
         else:
             statuses = [run(b) for b in slices]
         self.last_counters = dict(zip(("postings", "scored", "looked up", "stepped"), counters.sum(axis=0).tolist()))
@@ -170,3 +179,9 @@ class BM25Engine(StoreEngine):
 
             raise BrokenIndexError(self.directory, f"{SUBDIR}/postings.bin does not decode (the file changed after the build)")
         return out_rows, out_scores
+
+    def close(self) -> None:
+        if self._pool is not None and self._pool_pid == os.getpid():
+            self._pool.shutdown()
+            self._pool = None
+        super().close()
