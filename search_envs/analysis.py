@@ -37,6 +37,7 @@ LUCENE_STOP_WORDS = frozenset(
 )
 MEMO_LIMIT = 1_000_000  # distinct spans, candidates or terms an analyzer remembers before starting over (bounds its memory)
 _NO_TERM = -1
+TERM_IDS_PIECE = 2048  # texts per compiled pass of `term_ids`
 MAX_TOKEN_LENGTH = 255  # StandardTokenizer's default; longer tokens are split
 
 # UAX #29 word boundaries, the rules that matter for text (WB4-WB13b): letters and
@@ -157,6 +158,12 @@ class Analyzer:
         if len(self._spans) > MEMO_LIMIT or len(self._codes) > MEMO_LIMIT or len(self.term_list) > MEMO_LIMIT:
             self._codes, self._multi, self.term_list, self._term_id = {}, [], [], {}
             self._spans.clear()
+        if len(texts) > TERM_IDS_PIECE:  # piece by piece: what one piece teaches the memo, the next finds compiled
+            pieces = [self._piece_ids(texts[i : i + TERM_IDS_PIECE]) for i in range(0, len(texts), TERM_IDS_PIECE)]
+            return np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
+        return self._piece_ids(texts)
+
+    def _piece_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
         bounds = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in encoded], out=bounds[1:])
