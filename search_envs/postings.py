@@ -124,12 +124,19 @@ def _varint(postings: np.ndarray, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, inline="always")
 def _next(postings: np.ndarray, pos: int, end: int, doc: int) -> tuple[int, int, int]:
-    """(next position, row, tf) of the posting at `pos` after row `doc`; position -1 if corrupt."""
-    v, pos = _varint(postings, pos, end)
-    if pos < 0:
+    """(next position, row, tf) of the posting at `pos` after row `doc`; position -1 if corrupt.
+    Inlined where it is called: it is the scoring loops' inner step."""
+    if pos >= end:
         return -1, 0, 0
+    v = np.int64(postings[pos])
+    pos += 1
+    if v >= 128:  # more bytes (rare: most gaps are short)
+        rest, pos = _varint(postings, pos, end)
+        if pos < 0 or rest >= (1 << 56):
+            return -1, 0, 0
+        v = (v & 127) | (rest << 7)
     if v & 1:
         return pos, doc + (v >> 1), 1
     tf, pos = _varint(postings, pos, end)
@@ -389,23 +396,8 @@ def search(
                     if idx >= df[t]:
                         doc = -1
                         break
-                    if pos >= end:
-                        return CORRUPT
-                    v = np.int64(postings[pos])  # the next posting, inline: one byte in most cases
-                    pos += 1
-                    if v >= 128:
-                        rest, pos = _varint(postings, pos, end)
-                        if pos < 0 or rest >= (1 << 56):
-                            return CORRUPT
-                        v = (v & 127) | (rest << 7)
-                    doc += v >> 1
-                    if v & 1:
-                        tf = 1
-                    else:
-                        tf, pos = _varint(postings, pos, end)
-                        if pos < 0:
-                            return CORRUPT
-                    if doc >= n_docs:
+                    pos, doc, tf = _next(postings, pos, end, doc)
+                    if pos < 0 or doc >= n_docs:
                         return CORRUPT
                 scored += idx - start
                 cur[i, 0], cur[i, 1], cur[i, 2], cur[i, 3] = pos, doc, tf, idx
@@ -455,22 +447,11 @@ def search(
                             while doc >= 0 and doc < target:  # within the block: it ends at or after target
                                 idx += 1
                                 stepped += 1
-                                if idx >= df[t] or pos >= end:
+                                if idx >= df[t]:
                                     return CORRUPT
-                                v = np.int64(postings[pos])
-                                pos += 1
-                                if v >= 128:
-                                    rest, pos = _varint(postings, pos, end)
-                                    if pos < 0 or rest >= (1 << 56):
-                                        return CORRUPT
-                                    v = (v & 127) | (rest << 7)
-                                doc += v >> 1
-                                if v & 1:
-                                    tf = 1
-                                else:
-                                    tf, pos = _varint(postings, pos, end)
-                                    if pos < 0:
-                                        return CORRUPT
+                                pos, doc, tf = _next(postings, pos, end, doc)
+                                if pos < 0:
+                                    return CORRUPT
                             if pos < 0 or doc >= n_docs or pos > end:
                                 return CORRUPT
                         if doc == target:
