@@ -150,7 +150,7 @@ def agreement(ours: list[list[str]], theirs: list[list[str]]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpora", nargs="*", default=["wiki1k", "embedded"])
+    parser.add_argument("--corpora", nargs="*", default=["wiki1k", "embedded"], help="wiki1k, embedded or paths of jsonl corpora")
     parser.add_argument("--synthetic", nargs="*", type=int, default=[200_000])
     parser.add_argument("--pyserini-python", default=os.environ.get("PYSERINI_PYTHON", "/work/venvs/pyserini/bin/python"))
     parser.add_argument("--workdir", default=None, help="where corpora and indexes go (default: a temp dir)")
@@ -167,8 +167,11 @@ def main() -> None:
     qfile = work / "queries.json"
     qfile.write_text(json.dumps(queries))
     corpora: list[tuple[str, Path]] = []
-    for name in args.corpora:
-        corpora.append((name, data_dir() / "corpus" / "wiki18_sample_1000.jsonl" if name == "wiki1k" else embedded_corpus_path()))
+    for name in args.corpora:  # wiki1k, embedded, or the path of a jsonl corpus
+        if name.endswith(".jsonl"):
+            corpora.append((Path(name).stem, Path(name)))
+        else:
+            corpora.append((name, data_dir() / "corpus" / "wiki18_sample_1000.jsonl" if name == "wiki1k" else embedded_corpus_path()))
     for n in args.synthetic:
         path = work / f"synth_{n}.jsonl"
         if not path.is_file():
