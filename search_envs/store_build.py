@@ -23,7 +23,6 @@ from concurrent.futures.process import BrokenProcessPool
 from itertools import chain, islice
 from pathlib import Path
 
-import numpy as np
 import zstandard
 from tqdm.auto import tqdm
 
