@@ -178,11 +178,11 @@ class Analyzer:
             codes[i] = learned[key]
         width = np.where(codes >= 0, 1, 0)  # terms each span yields: 1, 0 (a stop word) or several
         multi = np.flatnonzero(codes < _NO_TERM)
-        width[multi] = [len(self._multi[_NO_TERM - 1 - c]) for c in codes[multi]]
+        width[multi] = [len(self._ids_of(c)) for c in codes[multi]]
         ids = np.repeat(codes, width)
         first = np.cumsum(width) - width
         for i in multi:
-            ids[first[i] : first[i] + width[i]] = self._multi[_NO_TERM - 1 - codes[i]]
+            ids[first[i] : first[i] + width[i]] = self._ids_of(codes[i])
         ends_at = np.cumsum(counts)
         per_text = np.concatenate([[0], np.cumsum(width)])
         return ids, per_text[ends_at] - per_text[ends_at - counts]
@@ -192,19 +192,10 @@ class Analyzer:
         found = self.candidates(span)
         if len(found) == 1:
             return self._code(found[0])
-        ids = []
-        for candidate in found:
-            code = self._code(candidate)
-            ids += [code] if code >= 0 else [] if code == _NO_TERM else self._multi[_NO_TERM - 1 - code]
-        if len(ids) == 1:
-            return ids[0]
-        if not ids:
-            return _NO_TERM
-        self._multi.append(ids)
-        return _NO_TERM - len(self._multi)
+        return self._code_of([i for candidate in found for i in self._ids_of(self._code(candidate))])
 
     def _code(self, candidate: str) -> int:
-        """A candidate's memo code: its term's id, _NO_TERM, or an index into `_multi`."""
+        """A candidate's memo code (see `_code_of`), computed once."""
         code = self._codes.get(candidate)
         if code is None:
             ids = []
@@ -213,15 +204,22 @@ class Analyzer:
                     self._term_id[term] = len(self.term_list)
                     self.term_list.append(term)
                 ids.append(self._term_id[term])
-            if len(ids) == 1:
-                code = ids[0]
-            elif not ids:
-                code = _NO_TERM
-            else:
-                self._multi.append(ids)
-                code = _NO_TERM - len(self._multi)
-            self._codes[candidate] = code
+            code = self._codes[candidate] = self._code_of(ids)
         return code
+
+    def _code_of(self, ids: list[int]) -> int:
+        """The memo code of a list of term ids: the one id, _NO_TERM for none, or for
+        several _NO_TERM - 1 - their index in `_multi` (appended)."""
+        if len(ids) == 1:
+            return ids[0]
+        if not ids:
+            return _NO_TERM
+        self._multi.append(ids)
+        return _NO_TERM - len(self._multi)
+
+    def _ids_of(self, code: int) -> list[int]:
+        """The term ids a memo code stands for."""
+        return [code] if code >= 0 else [] if code == _NO_TERM else self._multi[_NO_TERM - 1 - code]
 
     def describe(self) -> dict[str, str]:
         """What the manifest records about this analyzer."""
