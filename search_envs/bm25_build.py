@@ -16,15 +16,9 @@ interrupted build leaves nothing that loads; the scratch folder is removed at th
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
-import warnings
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +29,7 @@ from tqdm.auto import tqdm
 from search_envs import postings
 from search_envs.analysis import get_analyzer
 from search_envs.corpus import PassageStore
-from search_envs.store_build import exit_with_parent
+from search_envs.workers import cores, ordered_map, spawn_pool
 
 MIN_PARALLEL_ROWS = 20_000  # below this, worker start-up costs more than it saves
 
@@ -179,7 +173,7 @@ def build_bm25(
 ) -> dict[str, Any]:
     """Build the postings of the store in `store_dir` into `out`; returns build stats.
 
-    Files: vocab.json (term -> id), df.npy, offsets.npy and x_max.npy (per term),
+    Files: vocab.json (term -> id), df.npy and offsets.npy (per term),
     postings.bin (`search_envs.postings` codes), block_offset.npy, block_last.npy and
     block_max.npy (per skip block), tie_rank.npy and, per passage, norms.npy (Lucene's one-byte
     length) or lengths.npy (exact lengths, the bm25s scheme).
@@ -218,7 +212,7 @@ def _spill_chunks(
 ) -> tuple[dict[str, int], np.ndarray, np.ndarray, list[dict[str, Any]], np.ndarray]:
     size = chunk_rows(memory_mb)
     jobs = [(str(store_dir), params["analyzer"], a, min(a + size, n)) for a in range(0, n, size)]
-    workers = workers if workers > 0 else min(2, os.cpu_count() or 1)
+    workers = workers if workers > 0 else min(2, cores())
     vocab: dict[str, int] = {}
     df = np.zeros(1024, dtype=np.int64)
     lengths = np.zeros(n, dtype=np.int32)
@@ -256,27 +250,13 @@ def _spill_chunks(
 
 def _analysed(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[tuple]:
     """`_analyze_rows` of each job, in order, on `workers` processes with at most
-    workers + 1 chunks in flight (so results never pile up in memory). If the worker
-    processes cannot start (spawn re-imports `__main__`, which fails for code read from
-    stdin), the remaining chunks are analysed in this process."""
-    done = 0
-    if workers > 1:
-        try:
-            # spawn: safe in a process with threads (a server); chunks are large enough to amortise it
-            with ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)
-            ) as pool:
-                queue = iter(jobs)
-                pending = deque(pool.submit(_analyze_rows, job) for job in islice(queue, workers + 1))
-                while pending:
-                    result = pending.popleft().result()
-                    pending.extend(pool.submit(_analyze_rows, job) for job in islice(queue, 1))
-                    done += 1
-                    yield result
-            return
-        except BrokenProcessPool as exc:
-            warnings.warn(f"bm25 build: worker processes failed ({exc}); analysing in this process", stacklevel=2)
-    yield from map(_analyze_rows, jobs[done:])
+    workers + 1 chunks in flight (in this process if the workers cannot start)."""
+    if workers <= 1:
+        yield from map(_analyze_rows, jobs)
+        return
+    with spawn_pool(workers) as pool:  # spawned chunks are large enough to amortise the start
+        yield from ordered_map(_analyze_rows, jobs, pool, workers + 1,
+                               "bm25 build: worker processes failed ({exc}); analysing in this process")
 
 
 class _NpyWriter:
@@ -323,7 +303,6 @@ def _merge(
         nxt = int(np.searchsorted(indptr, indptr[bounds[-1]] + per_range, side="right")) - 1
         bounds.append(min(len(df), max(nxt, bounds[-1] + 1)))
     offsets = np.zeros(len(df) + 1, dtype=np.int64)
-    x_max = np.zeros(len(df), dtype=np.float32)
     first_block = np.concatenate([[0], np.cumsum(postings.n_blocks(df))])
     n_blocks = int(first_block[-1])
     block_files = [_NpyWriter(out / f"block_{name}.npy", dtype, n_blocks)
@@ -353,7 +332,7 @@ def _merge(
                 sizes = postings.encoded_sizes(counts, row, freq)
                 buf = np.empty(int(sizes.sum()), dtype=np.uint8)
                 blocks = [np.empty(int(first_block[t1] - first_block[t0]), dtype=w.dtype) for w in block_files]
-                postings.encode(counts, row, freq, buf, offsets[t0], *blocks, norms, table, x_max[t0:t1])
+                postings.encode(counts, row, freq, buf, offsets[t0], *blocks, norms, table)
                 f.write(buf.tobytes())
                 for writer, values in zip(block_files, blocks):
                     writer.write(values)
@@ -366,5 +345,4 @@ def _merge(
     for writer in block_files:
         writer.close()
     np.save(out / "offsets.npy", offsets)
-    np.save(out / "x_max.npy", x_max)
     return int(offsets[-1])

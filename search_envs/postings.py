@@ -75,20 +75,18 @@ def n_blocks(df: np.ndarray) -> np.ndarray:
 def encode(
     counts: np.ndarray, rows: np.ndarray, tf: np.ndarray, out: np.ndarray, base: int,
     block_offset: np.ndarray, block_last: np.ndarray, block_max: np.ndarray, norms: np.ndarray, table: np.ndarray,
-    x_max: np.ndarray,
 ) -> int:
     """Write the postings (laid out as for `encoded_sizes`) into `out`; returns bytes written.
 
     Also fills, per block of BLOCK postings, its first byte (as `base` + position in
-    `out`), last row and largest tf * table[norms[row]] (float32), and per term that
-    largest value over all its postings: from these a query bounds what the term can
-    add to a passage's score (scores grow with tf * table[norm])."""
+    `out`), last row and largest tf * table[norms[row]] (float32): from these a query
+    bounds what the term can add to a passage's score in a window (scores grow with
+    tf * table[norm])."""
     pos = 0
     j = 0
     b = 0
     for t in range(len(counts)):
         prev = 0
-        top = np.float32(0.0)
         for i in range(counts[t]):
             if i % BLOCK == 0:
                 block_offset[b] = base + pos
@@ -98,13 +96,10 @@ def encode(
             pos = _put_varint(out, pos, ((row - prev) << 1) | (1 if tf[j] == 1 else 0))
             if tf[j] != 1:
                 pos = _put_varint(out, pos, tf[j])
-            x = np.float32(tf[j]) * np.float32(table[norms[row]])
-            top = max(top, x)
-            block_max[b - 1] = max(block_max[b - 1], x)
+            block_max[b - 1] = max(block_max[b - 1], np.float32(tf[j]) * np.float32(table[norms[row]]))
             block_last[b - 1] = row
             prev = row
             j += 1
-        x_max[t] = top
     return pos
 
 
@@ -283,8 +278,8 @@ def search(
     """Score queries qptr[i]..qptr[i+1] of (term, count) pairs; their top k go to
     out_rows/out_scores (rows stay -1 past the hits). Returns 0, or CORRUPT when a
     posting decodes outside its term's bytes or the passages. Adds to `counters`:
-    postings of the query terms, postings scored, passages looked up in a term,
-    windows skipped whole.
+    postings of the query terms, postings scored in windows, passages looked up in a
+    non-essential term, postings stepped over in those look-ups.
 
     lucene: weight[t] is the float32 idf; a term asked c times weighs c * idf (Anserini
     boosts a repeated query term by its count) and scores w - w / (1 + tf * table[norm]).

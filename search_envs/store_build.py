@@ -11,16 +11,11 @@ in corpus order. The files are byte for byte those of `write_store(iter_passages
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import os
-import threading
-import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 
 import zstandard
@@ -28,6 +23,7 @@ from tqdm.auto import tqdm
 
 from search_envs.corpus import PASSAGE_WORDS, CorpusStats, bad_line, parsed_lines, read_blocks
 from search_envs.store import DICT_SAMPLE, StoreWriter, compress_records, compressor, encode_record, train_dictionary
+from search_envs.workers import cores, ordered_map, spawn_pool
 
 MIN_PARALLEL_BYTES = 32 << 20  # smaller corpora are written in this process: starting workers costs more
 MAX_WORKERS = 16  # past this the main process's reads and writes are the bottleneck
@@ -45,14 +41,11 @@ def write_corpus_store(
     naming file:line, or with `skip_bad` is skipped and counted. `workers`: processes
     (0: the available cores, at most `MAX_WORKERS`)."""
     path, stats, digest = Path(path), CorpusStats(), hashlib.sha256()
-    workers = workers or min(MAX_WORKERS, _cores())
+    workers = workers or min(MAX_WORKERS, cores())
     size = path.stat().st_size
     pool = None
     if workers > 1 and size >= MIN_PARALLEL_BYTES:
-        # spawn: safe in a process with threads (a server). Started first so the workers
-        # import while this process parses the dictionary sample.
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=exit_with_parent, initargs=(os.getpid(),))
+        pool = spawn_pool(workers)  # started first: the workers import while this process parses the dictionary sample
         try:
             for _ in range(workers):
                 pool.submit(int)
@@ -82,7 +75,9 @@ def write_corpus_store(
                 del head
                 jobs = chain(((records, 0, words, skip_bad, dictionary) for records in _drained(early)),
                              ((block, lineno, words, skip_bad, dictionary) for block, lineno in blocks))
-                for frames, lengths, n_bytes, counts, error in _compressed(jobs, pool if workers_ok else None, workers + 2):
+                compressed = ordered_map(_compress_block, jobs, pool if workers_ok else None, workers + 2,
+                                         "passage store: worker processes failed ({exc}); writing in this process")
+                for frames, lengths, n_bytes, counts, error in compressed:
                     _account(path, counts, error, stats)
                     writer.write(frames, lengths)
                     bar.update(n_bytes)
@@ -116,11 +111,6 @@ def _trained(head: list[bytes], pool: ProcessPoolExecutor | None, blocks: Iterat
         except BrokenProcessPool as exc:
             warnings.warn(f"passage store: worker processes failed ({exc}); writing in this process", stacklevel=3)
     return train_dictionary(head), False
-
-
-def _cores() -> int:
-    """Cores this process may run on (the affinity mask where the OS has one, as in a container)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _drained(items: list) -> Iterator:
@@ -163,18 +153,6 @@ def _encode_block(block: bytes, lineno: int, words: int, skip_bad: bool) -> tupl
     return out, (records, bad, len(out)), None
 
 
-def exit_with_parent(parent: int) -> None:
-    """A worker's watch: if the building process is killed (SIGKILL runs no cleanup), exit
-    rather than wait forever to send a result nobody reads."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
-
-
 _compressor: tuple[bytes, zstandard.ZstdCompressor] | None = None  # a worker's, for the dictionary it last saw
 
 
@@ -192,30 +170,3 @@ def _compress_block(job: tuple[bytes | list[bytes], int, int, bool, bytes]) -> t
         n_bytes = len(block)
     frames, lengths = compress_records(records, _compressor[1])
     return frames, lengths, n_bytes, counts, error
-
-
-def _compressed(jobs: Iterator[tuple], pool: ProcessPoolExecutor | None, depth: int) -> Iterator[tuple]:
-    """`_compress_block` of each job, in order: on `pool` with at most `depth` blocks in
-    flight (so memory stays bounded), or in this process. If the worker processes cannot
-    start (spawn re-imports `__main__`, which fails for code read from stdin), the blocks
-    not done yet are compressed in this process."""
-    pending: deque[list] = deque()
-    if pool is not None:
-
-        def submit(job: tuple) -> None:
-            pending.append([job, None])
-            pending[-1][1] = pool.submit(_compress_block, job)
-
-        try:
-            for job in islice(jobs, depth):
-                submit(job)
-            while pending:
-                result = pending[0][1].result()
-                pending.popleft()
-                for job in islice(jobs, 1):
-                    submit(job)
-                yield result
-            return
-        except BrokenProcessPool as exc:
-            warnings.warn(f"passage store: worker processes failed ({exc}); writing in this process", stacklevel=2)
-    yield from map(_compress_block, chain([job for job, _ in pending], jobs))

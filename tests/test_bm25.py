@@ -222,6 +222,7 @@ def test_build_falls_back_to_one_process_when_workers_cannot_start(tmp_path, mon
     import concurrent.futures.process as cfp
 
     import search_envs.bm25_build as bb
+    import search_envs.workers as workers
     from search_envs.corpus import embedded_subset_path
 
     class DeadPool:
@@ -239,7 +240,7 @@ def test_build_falls_back_to_one_process_when_workers_cannot_start(tmp_path, mon
 
     corpus = embedded_subset_path(60)
     one = build_index(corpus, "bm25", tmp_path / "one", show_progress=False)
-    monkeypatch.setattr(bb, "ProcessPoolExecutor", DeadPool)
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", DeadPool)
     monkeypatch.setattr(bb, "MIN_PARALLEL_ROWS", 10)
     monkeypatch.setattr(bb, "chunk_rows", lambda memory_mb: 17)
     with pytest.warns(UserWarning, match="analysing in this process"):

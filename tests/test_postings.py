@@ -52,14 +52,13 @@ def _encode(counts, rows, tf, norms, table, base=0):
     block_offset = np.full(int(nb.sum()), -7, dtype=np.int64)
     block_last = np.full(int(nb.sum()), -7, dtype=np.int64)
     block_max = np.full(int(nb.sum()), -7, dtype=np.float32)
-    x_max = np.full(len(counts), -7, dtype=np.float32)
-    written = postings.encode(counts, rows, tf, out, base, block_offset, block_last, block_max, norms, table, x_max)
+    written = postings.encode(counts, rows, tf, out, base, block_offset, block_last, block_max, norms, table)
     assert written == sizes.sum()
-    return out, sizes, block_offset, block_last, block_max, x_max
+    return out, sizes, block_offset, block_last, block_max
 
 
 def _check_round_trip(counts, rows, tf, norms, table, base):
-    out, sizes, block_offset, block_last, block_max, x_max = _encode(counts, rows, tf, norms, table, base)
+    out, sizes, block_offset, block_last, block_max = _encode(counts, rows, tf, norms, table, base)
     starts = np.concatenate([[0], np.cumsum(sizes)])
     first = np.concatenate([[0], np.cumsum(postings.n_blocks(counts))])
     j = 0
@@ -69,7 +68,7 @@ def _check_round_trip(counts, rows, tf, norms, table, base):
         np.testing.assert_array_equal(got_tf, tf[j : j + c])
         x = tf[j : j + c].astype(np.float32) * table[norms[rows[j : j + c]]].astype(np.float32)
         assert x.dtype == np.float32
-        assert x_max[t] == x.max()
+        assert block_max[first[t] : first[t + 1]].max() == x.max()  # the term's bound over all its blocks
         for b in range(first[t + 1] - first[t]):
             lo, hi = b * postings.BLOCK, min(c, (b + 1) * postings.BLOCK)
             assert block_last[first[t] + b] == rows[j + hi - 1]
@@ -476,8 +475,8 @@ table = np.ones(256, dtype=np.float32)
 counts = np.array([2, 3]); rows = np.array([0, 6000, 4500, 5000, 7000]); tf = np.ones(5, dtype=np.int64)
 sizes = postings.encoded_sizes(counts, rows, tf)
 code = np.empty(int(sizes.sum()), dtype=np.uint8)
-bo, bl, bm, xm = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2, np.float32), np.zeros(2, np.float32)
-postings.encode(counts, rows, tf, code, 0, bo, bl, bm, norms, table, xm)
+bo, bl, bm = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2, np.float32)
+postings.encode(counts, rows, tf, code, 0, bo, bl, bm, norms, table)
 assert sizes.tolist() == [3, 6]
 if corrupt:  # B's 2nd and 3rd codes (4 bytes) become one 4-byte code: gap 0, tf 1
     code[sizes[0] + 2 :] = [0x81, 0x80, 0x80, 0x00]
@@ -532,7 +531,7 @@ def _random_index(rng: np.random.Generator, n_docs: int, n_terms: int, tie_heavy
         tf = np.where(rng.random(len(rows)) < 0.7, 1, rng.integers(2, 60, len(rows)))
         norms = rng.integers(0, 254, n_docs).astype(np.uint8)  # 254, 255: see test_zero_scores_*
     table = norm_table({"k1": 0.9, "b": 0.4}, 40.0)
-    out, sizes, block_offset, block_last, block_max, x_max = _encode(dfs, rows, tf, norms, table)
+    out, sizes, block_offset, block_last, block_max = _encode(dfs, rows, tf, norms, table)
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     weight = np.log(1 + (n_docs - dfs + 0.5) / (dfs + 0.5)).astype(np.float32)
     tie_rank = rng.permutation(n_docs).astype(np.uint32)
@@ -615,7 +614,7 @@ sizes = postings.encoded_sizes(dfs, rows, tf)
 out = np.empty(int(sizes.sum()), dtype=np.uint8)
 nb = int(postings.n_blocks(dfs).sum())
 bo, bl, bm = np.zeros(nb, np.int64), np.zeros(nb, np.int64), np.zeros(nb, np.float32)
-postings.encode(dfs, rows, tf, out, 0, bo, bl, bm, norms, table, np.zeros(n_terms, np.float32))
+postings.encode(dfs, rows, tf, out, 0, bo, bl, bm, norms, table)
 offsets = np.concatenate([[0], np.cumsum(sizes)])
 weight = np.full(n_terms, 0.5, dtype=np.float32)
 k = 10

@@ -15,6 +15,7 @@ import zstandard
 
 import search_envs.corpus as corpus_mod
 import search_envs.store_build as sb
+import search_envs.workers as workers
 from search_envs.corpus import CorpusFormatError, chunk_words, file_sha256
 from search_envs.data import embedded_articles
 from search_envs.store import DICT_BYTES, STORE_DICT, STORE_OFFSETS, STORE_PACKED, ZSTD_LEVEL, PassageStore
@@ -262,7 +263,7 @@ def test_workers_that_cannot_start_fall_back_to_this_process(tmp_path, small_blo
     (tmp_path / "one").mkdir()
     (tmp_path / "fallback").mkdir()
     one = sb.write_corpus_store(corpus, tmp_path / "one", workers=1)
-    monkeypatch.setattr(sb, "ProcessPoolExecutor", DeadPool)
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", DeadPool)
     with pytest.warns(UserWarning, match="worker processes failed .*; writing in this process"):
         fallback = sb.write_corpus_store(corpus, tmp_path / "fallback", workers=2)
     assert (fallback.records, fallback.passages, fallback.sha256) == (one.records, one.passages, one.sha256)
@@ -303,7 +304,7 @@ def test_blocks_encoded_while_a_worker_trains_the_dictionary_keep_their_place(tm
     (tmp_path / "reference").mkdir()
     (tmp_path / "store").mkdir()
     records, bad = reference_store(corpus, tmp_path / "reference", dict_sample=300, skip_bad=True)
-    monkeypatch.setattr(sb, "ProcessPoolExecutor", SlowTrainingPool)
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", SlowTrainingPool)
     monkeypatch.setattr(sb, "_trained", spy)
     stats = sb.write_corpus_store(corpus, tmp_path / "store", skip_bad=True, workers=2)
     assert early_blocks == [sb.EARLY_BLOCKS]
@@ -321,7 +322,7 @@ def test_workers_exit_when_the_build_is_killed(tmp_path):
 
     script = (
         "import multiprocessing, os, sys, time\n"
-        "from search_envs.store_build import exit_with_parent\n"
+        "from search_envs.workers import exit_with_parent\n"
         "def work(parent):\n"
         "    exit_with_parent(parent)\n"
         "    open(sys.argv[1], 'w').close()\n"

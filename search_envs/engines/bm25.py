@@ -94,7 +94,6 @@ class BM25Engine(StoreEngine):
             raise ValueError(f"{sub}: df.npy or the manifest's k1, b, avgdl give scores that are not positive")
         if len(self.norms) != n:
             raise ValueError(f"{sub}: passage lengths for {len(self.norms)} passages but the passage store has {n}")
-        self.x_max = np.load(sub / "x_max.npy", mmap_mode="r")
         self.block_offset = np.load(sub / "block_offset.npy", mmap_mode="r")
         self.block_last = np.load(sub / "block_last.npy", mmap_mode="r")
         self.block_max = np.load(sub / "block_max.npy", mmap_mode="r")
@@ -102,8 +101,8 @@ class BM25Engine(StoreEngine):
         self._pool: ThreadPoolExecutor | None = None  # made on the first batch that needs it
         self._pool_pid = 0
         blocks = int(self.first_block[-1])
-        if len(self.x_max) != len(self.df) or not len(self.block_offset) == len(self.block_last) == len(self.block_max) == blocks:
-            raise ValueError(f"{sub}: x_max.npy or the block_*.npy files disagree with df.npy")
+        if not len(self.block_offset) == len(self.block_last) == len(self.block_max) == blocks:
+            raise ValueError(f"{sub}: the block_*.npy files disagree with df.npy")
 
     @staticmethod
     def build(
