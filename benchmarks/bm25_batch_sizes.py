@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
+from pathlib import Path
 
 from search_envs.index import load_index
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bm25_vs_pyserini import best_qps  # noqa: E402
 
 
 def main() -> None:
@@ -24,15 +28,7 @@ def main() -> None:
     engine.search(queries[:64], 10)
     print("| batch size | q/s top-10 | q/s top-3 |\n|---|---|---|")
     for size in args.sizes:
-        row = []
-        for k in (10, 3):
-            best = float("inf")
-            for _ in range(2):
-                start = time.perf_counter()
-                for i in range(0, len(queries), size):
-                    engine.search(queries[i : i + size], k)
-                best = min(best, time.perf_counter() - start)
-            row.append(len(queries) / best)
+        row = [best_qps(engine, queries, k, size) for k in (10, 3)]
         print(f"| {size} | {row[0]:,.0f} | {row[1]:,.0f} |", flush=True)
     engine.close()
 

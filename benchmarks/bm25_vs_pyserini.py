@@ -102,31 +102,33 @@ def passages_file(index: Path, corpus: Path, work: Path) -> Path:
     return path
 
 
+def best_qps(engine, queries: list[str], k: int, batch: int) -> float:
+    """Queries per second of `engine.search` over `queries` in batches of `batch`, best of two runs."""
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        for i in range(0, len(queries), batch):
+            engine.search(queries[i : i + batch], k)
+        best = min(best, time.perf_counter() - start)
+    return len(queries) / best
+
+
 def ours_search(index: Path, queries: list[str], k: int) -> dict:
     """ids, q/s on the whole batch and in batches of 64 (best of two runs, text returned),
     the share of the query terms' postings MaxScore scored in its windows, and q/s of the
     same engine scoring every posting (prune=False: the same results, the obvious way)."""
     from search_envs.index import load_index
 
-    def best_qps(engine, batch: int) -> float:
-        best = float("inf")
-        for _ in range(2):
-            start = time.perf_counter()
-            for i in range(0, len(queries), batch):
-                engine.search(queries[i : i + batch], k)
-            best = min(best, time.perf_counter() - start)
-        return len(queries) / best
-
     engine = load_index(index)
     engine.search(queries[:64], k)
-    qps_all, qps_64 = best_qps(engine, len(queries)), best_qps(engine, 64)
+    qps_all, qps_64 = best_qps(engine, queries, k, len(queries)), best_qps(engine, queries, k, 64)
     results = engine.search(queries, k)
     c = engine.last_counters
     assert all(d.text for r in results for d in r)
     engine.close()
     exhaustive = load_index(index, prune=False, verify=False)
     exhaustive.search(queries[:64], k)
-    qps_exhaustive = best_qps(exhaustive, len(queries))
+    qps_exhaustive = best_qps(exhaustive, queries, k, len(queries))
     same = [[d.id for d in r] for r in exhaustive.search(queries, k)] == [[d.id for d in r] for r in results]
     exhaustive.close()
     return {"ids": [[d.id for d in r] for r in results], "all": qps_all, "64": qps_64, "exhaustive": qps_exhaustive,
