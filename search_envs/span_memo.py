@@ -18,6 +18,8 @@ import numba
 import numpy as np
 
 UNSEEN = -(2**62)  # a span's code before the analyzer has given it one
+_WORD = np.zeros(256, dtype=np.bool_)  # bytes of word characters: ASCII letters, digits, "_", every non-ASCII byte
+_WORD[[*b"0123456789_", *range(65, 91), *range(97, 123), *range(128, 256)]] = True
 _FNV_OFFSET, _FNV_PRIME = np.uint64(14695981039346656037), np.uint64(1099511628211)
 
 
@@ -67,27 +69,24 @@ def _spans(
         lo, hi = bounds[t], bounds[t + 1]
         i = lo
         while i < hi:
-            c = buf[i]
-            if not (c >= 128 or (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95):
+            if not _WORD[buf[i]]:
                 i += 1
                 continue
             start = i
+            h = _FNV_OFFSET  # the span's hash, as `_hash` computes it, on the way
             while i < hi:
                 c = buf[i]
                 if 65 <= c <= 90:
-                    buf[i] = c + 32
-                    i += 1
-                elif c >= 128 or (48 <= c <= 57) or (97 <= c <= 122) or c == 95:
-                    i += 1
-                elif i + 1 < hi and (joiner[c] or (quote_joins and c == 34 and buf[i - 1] >= 128 and buf[i + 1] >= 128)):
-                    d = buf[i + 1]  # a joiner between two word characters stays in the span
-                    if d >= 128 or (48 <= d <= 57) or (65 <= d <= 90) or (97 <= d <= 122) or d == 95:
-                        i += 1
-                    else:
-                        break
-                else:
+                    c += 32
+                    buf[i] = c
+                elif not _WORD[c] and not (
+                    i + 1 < hi and _WORD[buf[i + 1]]  # a joiner between two word characters stays in the span
+                    and (joiner[c] or (quote_joins and c == 34 and buf[i - 1] >= 128 and buf[i + 1] >= 128))
+                ):
                     break
-            slot = _find(keys, slot_off, slot_len, buf, start, i, _hash(buf, start, i))
+                h = (h ^ np.uint64(c)) * _FNV_PRIME
+                i += 1
+            slot = _find(keys, slot_off, slot_len, buf, start, i, h)
             codes[n] = slot_code[slot] if slot_off[slot] >= 0 else UNSEEN
             starts[n], ends[n] = start, i
             n += 1
@@ -108,6 +107,11 @@ def _insert(keys: np.ndarray, used: int, slot_off: np.ndarray, slot_len: np.ndar
     return used + len(key)
 
 
+def _empty_slots(capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(key offsets, -1 for empty; key lengths; codes) of `capacity` empty slots."""
+    return np.full(capacity, -1, dtype=np.int64), np.zeros(capacity, dtype=np.int32), np.zeros(capacity, dtype=np.int64)
+
+
 class SpanMemo:
     """span bytes -> code, an open-addressing hash table in numpy arrays (kept under half full)."""
 
@@ -120,9 +124,7 @@ class SpanMemo:
     def clear(self) -> None:
         self.keys = np.zeros(1 << 20, dtype=np.uint8)
         self.used = 0
-        self.slot_off = np.full(1 << 16, -1, dtype=np.int64)
-        self.slot_len = np.zeros(1 << 16, dtype=np.int32)
-        self.slot_code = np.zeros(1 << 16, dtype=np.int64)
+        self.slot_off, self.slot_len, self.slot_code = _empty_slots(1 << 16)
         self.size = 0
 
     def __len__(self) -> int:
@@ -144,9 +146,7 @@ class SpanMemo:
         self.size += self.used > before
 
     def _rehash(self, capacity: int) -> None:
-        slot_off = np.full(capacity, -1, dtype=np.int64)
-        slot_len = np.zeros(capacity, dtype=np.int32)
-        slot_code = np.zeros(capacity, dtype=np.int64)
+        slot_off, slot_len, slot_code = _empty_slots(capacity)
         _move(self.keys, self.slot_off, self.slot_len, self.slot_code, slot_off, slot_len, slot_code)
         self.slot_off, self.slot_len, self.slot_code = slot_off, slot_len, slot_code
 
