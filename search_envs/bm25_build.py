@@ -195,7 +195,7 @@ def build_bm25(
         else:
             norms, table = int_to_byte4(lengths), norm_table(params, stats["avgdl"])
             np.save(out / "norms.npy", norms)
-        postings_bytes = _merge(out, chunks, df, norms, table, memory_mb, show_progress)
+        _merge(out, chunks, df, norms, table, memory_mb, show_progress)
         np.save(out / "df.npy", df.astype(np.int32))
         (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
         rank = np.empty(n, dtype=np.uint32)
@@ -203,8 +203,7 @@ def build_bm25(
         np.save(out / "tie_rank.npy", rank)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-    return {"terms": len(vocab), "postings": int(df.sum()), "postings_format": postings.FORMAT,
-            "postings_bytes": postings_bytes, **stats}
+    return {"terms": len(vocab), "postings": int(df.sum()), "postings_format": postings.FORMAT, **stats}
 
 
 def _spill_chunks(
@@ -290,10 +289,9 @@ def _read_npy(path: Path, lo: int, hi: int | None) -> np.ndarray:
 def _merge(
     out: Path, chunks: list[dict[str, Any]], df: np.ndarray, norms: np.ndarray, table: np.ndarray, memory_mb: int,
     show_progress: bool,
-) -> int:
+) -> None:
     """Gather each range of terms from every spilled chunk, encode its postings and
-    append them to postings.bin; writes the per-term and per-block arrays and returns
-    the bytes of postings written."""
+    append them to postings.bin; writes the per-term and per-block arrays."""
     indptr = np.zeros(len(df) + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
     total = int(indptr[-1])
@@ -345,4 +343,3 @@ def _merge(
     for writer in block_files:
         writer.close()
     np.save(out / "offsets.npy", offsets)
-    return int(offsets[-1])
