@@ -33,7 +33,7 @@ test-main: $(VENV)/.stamp
 	$(PY) -m pytest -q
 
 test-verl: $(VERL_VENV)/.stamp
-	$(VERL_VENV)/bin/python -m pytest -q tests/test_verl_loop.py tests/test_verl_data.py
+	$(VERL_VENV)/bin/python -m pytest -q tests/test_verl_loop.py tests/test_verl_data.py tests/test_constraints.py
 
 # Re-resolve constraints/*.txt to the newest versions pyproject allows, then run the suite on them.
 lock:

@@ -29,6 +29,27 @@ RELATIONS = ("birthplace",)
 """Single-hop questions: where was X born? (one of 40 invented cities)."""
 TAGS = ("<search>", "</search>", "<answer>", "</answer>", "<information>", "</information>", "<think>", "</think>")
 
+SAME_KERNELS_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+"""torch's own vector kernels and MKL's both capped at AVX2. Training from scratch is chaotic:
+the last-bit rounding of AVX-512 kernels against AVX2 ones sends the same seed to a different
+model (held-out EM 1.000 against 0.729 for the CI test's run, measured on one machine by
+switching ATEN_CPU_CAPABILITY alone). Capped, every x86-64 machine with AVX2 runs the same
+kernels, so the same seed prints the same figures; other CPUs (ARM) still differ."""
+
+
+def pin_cpu_kernels() -> bool:
+    """Set SAME_KERNELS_ENV (where the user has not set them) before torch first runs.
+
+    Returns False, setting nothing, if torch is already imported: its kernels are chosen by then."""
+    import os
+    import sys
+
+    if "torch" in sys.modules:
+        return False
+    for key, value in SAME_KERNELS_ENV.items():
+        os.environ.setdefault(key, value)
+    return True
+
 
 @dataclass
 class TinySearchRun:

@@ -15,6 +15,10 @@ reward) and reports, on questions about entities never seen in training:
 
     python benchmarks/tiny_search.py                      # ~3-5 min on 2 CPU cores
     python benchmarks/tiny_search.py --no-lm --out bench_out/tiny_search
+    python benchmarks/tiny_search.py --seeds 0 1 2 3 4    # the spread over training seeds (training only)
+
+torch's and MKL's CPU kernels are capped at AVX2 (`SAME_KERNELS_ENV`) so that every x86-64
+machine prints the same figures for the same seed; set ATEN_CPU_CAPABILITY yourself to override.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.report import markdown_table  # noqa: E402
-from search_envs.agents.tiny_search import TinySearchRun, env_kwargs, learn_to_search  # noqa: E402
+from search_envs.agents.tiny_search import TinySearchRun, env_kwargs, learn_to_search, pin_cpu_kernels  # noqa: E402
+
+pin_cpu_kernels()  # before anything imports torch
 
 BASELINES = {
     "majority": "never searches: the most common answer (best possible without search)",
@@ -57,7 +64,7 @@ def introduce(run: TinySearchRun) -> None:
     say(f"  Q: {task.question}   (gold: {task.answers[0]})")
     say(f"and what a BM25 search for its entity returns (top {run.top_k}; 40 surnames, so many namesakes):")
     for line in obs.strip().removeprefix("<information>").removesuffix("</information>").splitlines():
-        say(f"  {line[:150]}")
+        say(textwrap.fill(line, width=100, initial_indent="  ", subsequent_indent="    "))
     say()
 
 
@@ -90,17 +97,49 @@ def baseline_rows(run: TinySearchRun, names: list[str]) -> list[dict]:
     return rows
 
 
+def spread(out: Path, seeds: list[int]) -> int:
+    """Train once per seed (no baselines) and print held-out EM per seed and its range."""
+    rows = []
+    for seed in seeds:
+        run = TinySearchRun(seed=seed)
+        say(f"seed {seed}: training ({run.sft_epochs} SFT epochs, {run.grpo_steps} GRPO steps)")
+        summary = learn_to_search(out / f"seed{seed}", run)
+        rows.append({"seed": seed, "after SFT": summary["after_sft"]["em"], "after SFT + GRPO": summary["after_grpo"]["em"],
+                     "searches/episode": summary["after_grpo"]["searches"], "never-search": summary["never_search_em"],
+                     "seconds": summary["seconds"]})
+        say(f"  held-out EM after SFT {rows[-1]['after SFT']:.3f}, after GRPO {rows[-1]['after SFT + GRPO']:.3f}")
+    final = [r["after SFT + GRPO"] for r in rows]
+    say()
+    say(markdown_table(rows, ["seed", "after SFT", "after SFT + GRPO", "searches/episode", "never-search", "seconds"]))
+    say()
+    say(f"held-out EM after SFT + GRPO over {len(seeds)} seeds: min {min(final):.3f}, mean {sum(final) / len(final):.3f}, "
+        f"max {max(final):.3f}")
+    (out / "spread.json").write_text(json.dumps({"rows": rows, "kernels": kernels()}, indent=2) + "\n")
+    return 0
+
+
+def kernels() -> dict[str, str]:
+    """Which CPU kernels torch ran (the figures depend on them, SAME_KERNELS_ENV)."""
+    import torch
+
+    return {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", ""), "MKL_CBWR": os.environ.get("MKL_CBWR", "")}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="bench_out/tiny_search", help="output folder (logs, checkpoints, PNG, JSON)")
     p.add_argument("--no-lm", action="store_true", help="skip the SmolLM2 baselines (direct, rag)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", help="train once per seed and print the spread (no baselines)")
     args = p.parse_args(argv)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         import shutil
 
         shutil.rmtree(out)  # a fresh run every time (its own output folder only)
+    if args.seeds:
+        return spread(out, args.seeds)
     run = TinySearchRun(seed=args.seed)
     t0 = time.perf_counter()
     introduce(run)
@@ -125,12 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     say()
     say(markdown_table(rows, ["policy", "what", "held-out EM", "searches/episode"]))
     say()
-    never = summary["never_search_em"]
-    say(f"The best policy that never searches scores {never:.3f} on all held-out questions (chance); the tiny agent "
-        f"went from {summary['untrained']['em']:.3f} to {summary['after_grpo']['em']:.3f} by learning to search "
+    majority = next(r["held-out EM"] for r in rows if r["policy"] == "majority")
+    say(f"The best policy that never searches scores {majority:.3f} on these {run.eval_episodes} questions "
+        f"({summary['never_search_em']:.3f} on all held-out questions: chance); the tiny agent went from "
+        f"{summary['untrained']['em']:.3f} to {summary['after_grpo']['em']:.3f} by learning to search "
         f"({summary['after_grpo']['searches']:.2f} searches per episode).")
     say(f"Learning curve: {summary['png']}   (all results: {out / 'results.json'}; total {time.perf_counter() - t0:.0f} s)")
-    (out / "results.json").write_text(json.dumps({"summary": summary, "table": rows}, indent=2) + "\n")
+    (out / "results.json").write_text(json.dumps({"summary": summary, "table": rows, "kernels": kernels()}, indent=2)
+                                      + "\n")
     return 0
 
 
