@@ -162,13 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Held-out SynthWorld questions ({run.eval_episodes}, single-hop: {', '.join(run.relations)}); "
         f"EM = exact match of the answer:")
     say()
-    say(markdown_table(rows, ["policy", "what", "held-out EM", "searches/episode"]))
+    say(markdown_table([{**r, "held-out EM": f"{r['held-out EM']:.3f}", "searches/episode": f"{r['searches/episode']:.2f}"}
+                        for r in rows], ["policy", "what", "held-out EM", "searches/episode"]))
     say()
     majority = next(r["held-out EM"] for r in rows if r["policy"] == "majority")
     say(f"The best policy that never searches scores {majority:.3f} on these {run.eval_episodes} questions "
         f"({summary['never_search_em']:.3f} on all held-out questions: chance); the tiny agent went from "
         f"{summary['untrained']['em']:.3f} to {summary['after_grpo']['em']:.3f} by learning to search "
         f"({summary['after_grpo']['searches']:.2f} searches per episode).")
+    say(f"That is seed {run.seed}. Every seed learns to search; reading the answer out of the result is a transition "
+        f"that most seeds do not reach in this many steps (seeds 0-4: held-out EM 0.016-0.781; agents/README.md; "
+        f"`--seeds 0 1 2 3 4` reruns them).")
     say(f"Learning curve: {summary['png']}   (all results: {out / 'results.json'}; total {time.perf_counter() - t0:.0f} s)")
     (out / "results.json").write_text(json.dumps({"summary": summary, "table": rows, "kernels": kernels()}, indent=2)
                                       + "\n")
