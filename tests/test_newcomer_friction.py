@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 
@@ -9,7 +10,7 @@ import pytest
 
 from search_envs.cli import build_parser
 from search_envs.index import BrokenIndexError, build_index, cached_index_dir, load_index, read_manifest
-from search_envs.protocols import PROTOCOLS
+from search_envs.protocols import PROTOCOLS, SearchR1Protocol
 
 
 def test_help_describes_the_tool_not_its_code():
@@ -23,6 +24,29 @@ def test_play_protocol_help_lists_every_protocol(capsys):
         build_parser().parse_args(["play", "--help"])
     out = capsys.readouterr().out
     assert all(name in out for name in PROTOCOLS) and "search_r1_browse" in out
+
+
+def subcommand(name: str) -> argparse.ArgumentParser:
+    """The parser whose help `search-envs <name> --help` prints (built afresh: registries read now)."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+def options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+
+
+def flat(text: str) -> str:
+    """Help text without argparse's line wrapping."""
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("command", ["run", "play"])
+def test_protocol_help_names_every_registered_protocol(command, monkeypatch):
+    monkeypatch.setitem(PROTOCOLS, "my_protocol", SearchR1Protocol)
+    [protocol] = [a for a in options(subcommand(command)) if "--protocol" in a.option_strings]
+    assert set(protocol.choices) == set(PROTOCOLS) and len(PROTOCOLS) >= 11
+    assert all(name in flat(subcommand(command).format_help()) for name in PROTOCOLS)
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search_envs.protocols import PROTOCOLS
+from search_envs.commands import add_protocol_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", default="SearchEnvs/WikiBM25-v0", help="registered environment id")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tasks", default=None, help="task spec (default: the env's default tasks)")
-    p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS), help="action format (default: the env's)")
+    add_protocol_option(p)
     p.add_argument("--top-k", type=int, default=None)
     p.set_defaults(func=run)
 
