@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from dataclasses import MISSING, dataclass, fields
 
 import pytest
 
+from search_envs.agents.config import TrainConfig
 from search_envs.cli import build_parser
+from search_envs.commands.train import config_from_args, field_help, with_default
 from search_envs.index import BrokenIndexError, build_index, cached_index_dir, load_index, read_manifest
 from search_envs.protocols import PROTOCOLS, SearchR1Protocol
+from search_envs.rewards import GROUP_REWARDS, REWARD_PRESETS
 
 
 def test_help_describes_the_tool_not_its_code():
@@ -41,7 +45,59 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-@pytest.mark.parametrize("command", ["run", "play"])
+def test_every_train_option_has_a_short_help_and_its_true_default():
+    train = subcommand("train")
+    opts = options(train)
+    assert {f.name for f in fields(TrainConfig)} <= {a.dest for a in opts}
+    for a in opts:
+        text, _, default = (a.help or "").partition(" (default: ")
+        assert len(text) > 10 and default, f"{a.option_strings[0]} has no help or no default"
+        assert len(text) <= 200, f"{a.option_strings[0]}: the help is one short sentence, not {len(text)} chars"
+    for f in fields(TrainConfig):
+        value = f.default_factory() if f.default is MISSING else f.default
+        shown = json.dumps(value) if isinstance(value, dict) else str(value)
+        assert next(a.help for a in opts if a.dest == f.name).endswith(f"(default: {shown})"), f.name
+    assert train.format_help().count("(default:") == len(opts)
+
+
+def test_train_algo_lists_every_algorithm_the_trainer_runs():
+    text = flat(subcommand("train").format_help())
+    assert "--algo {grpo,ppo,dapo,reinforce_pp,sft}" in text
+    for algo in ("grpo", "ppo", "dapo", "reinforce_pp", "sft"):
+        assert config_from_args(build_parser().parse_args(["train", "--algo", algo, "--data", "t.jsonl"])).algo == algo
+
+
+def test_train_enumerated_options_list_their_choices(monkeypatch):
+    monkeypatch.setitem(GROUP_REWARDS, "my_group_reward", GROUP_REWARDS["r1_searcher_pp"])
+    train = subcommand("train")
+    want = {"--dtype": {"auto", "float32", "bfloat16", "float16"}, "--rollout-backend": {"hf", "vllm"},
+            "--loss-agg-mode": {"token-mean", "seq-mean-token-mean"}, "--group-reward": set(GROUP_REWARDS),
+            "--protocol": set(PROTOCOLS), "--reward": set(REWARD_PRESETS)}
+    text = flat(train.format_help())
+    for a in options(train):
+        if a.option_strings[0] in want:
+            assert set(a.choices) == want.pop(a.option_strings[0])
+            assert f"{a.option_strings[0]} {{{','.join(a.choices)}}}" in text
+    assert not want, f"not enumerated: {want}"
+    with pytest.raises(ValueError, match="group_reward must be one of .*'my_group_reward'"):
+        TrainConfig(group_reward="nope")
+
+
+def test_option_help_is_the_first_sentence_of_the_field_docstring():
+    @dataclass
+    class Config:
+        keep: float = 0.5
+        """Share of passages kept, 50% by default, e.g. 0.5 (docs/x.md). Where it comes from: elsewhere."""
+        undocumented: int = 1
+
+    helps = field_help(Config)
+    assert helps == {"keep": "Share of passages kept, 50% by default, e.g. 0.5 (docs/x.md)."}
+    p = argparse.ArgumentParser()
+    p.add_argument("--keep", help=with_default(helps["keep"], 0.5))
+    assert "50% by default, e.g. 0.5 (docs/x.md). (default: 0.5)" in flat(p.format_help())
+
+
+@pytest.mark.parametrize("command", ["run", "play", "train"])
 def test_protocol_help_names_every_registered_protocol(command, monkeypatch):
     monkeypatch.setitem(PROTOCOLS, "my_protocol", SearchR1Protocol)
     [protocol] = [a for a in options(subcommand(command)) if "--protocol" in a.option_strings]
