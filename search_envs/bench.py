@@ -138,6 +138,11 @@ COLUMNS = [
 
 
 # -- suites ---------------------------------------------------------------------------
+def suite_spec_help() -> str:
+    """What `--suite` / `load_suite` accept, as the CLI's help and the error both say it."""
+    return f"{' | '.join(SUITES)}, or a .json / .toml suite file"
+
+
 def load_suite(spec: str | os.PathLike | dict) -> dict[str, Any]:
     """A suite from a built-in name, a .json / .toml file, or a dict; checked."""
     if isinstance(spec, dict):
@@ -147,7 +152,7 @@ def load_suite(spec: str | os.PathLike | dict) -> dict[str, Any]:
     else:
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"no suite {str(spec)!r}: use {' or '.join(SUITES)} or a .json / .toml file")
+            raise FileNotFoundError(f"no suite {str(spec)!r}: use {suite_spec_help()}")
         text = path.read_text(encoding="utf-8")
         try:
             suite = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)

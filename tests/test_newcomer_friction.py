@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from dataclasses import MISSING, dataclass, fields
 
 import pytest
 
 from search_envs.agents.config import TrainConfig
+from search_envs.bench import SUITES, load_suite
 from search_envs.cli import build_parser
 from search_envs.commands.train import config_from_args, field_help, with_default
 from search_envs.index import BrokenIndexError, build_index, cached_index_dir, load_index, read_manifest
@@ -103,6 +105,23 @@ def test_protocol_help_names_every_registered_protocol(command, monkeypatch):
     [protocol] = [a for a in options(subcommand(command)) if "--protocol" in a.option_strings]
     assert set(protocol.choices) == set(PROTOCOLS) and len(PROTOCOLS) >= 11
     assert all(name in flat(subcommand(command).format_help()) for name in PROTOCOLS)
+
+
+def test_bench_help_lists_every_suite_its_error_names(monkeypatch):
+    monkeypatch.setitem(SUITES, "my_suite", SUITES["quick"])
+    [suite] = [a for a in options(subcommand("bench")) if a.dest == "suite"]
+    with pytest.raises(FileNotFoundError) as missing:
+        load_suite("no-such-suite")
+    for name in SUITES:
+        assert re.search(rf"\b{name}\b", suite.help) and re.search(rf"\b{name}\b", str(missing.value)), name
+
+
+def test_docs_table_lists_every_builtin_suite():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    table = docs[docs.index("## Built-in suites"):docs.index("## Your own suite")]
+    assert {row.split("`")[1] for row in table.splitlines() if row.startswith("| `")} == set(SUITES)
 
 
 @pytest.fixture()
