@@ -25,6 +25,8 @@ def test_play_an_episode_from_stdin(bm25_engine):
     assert "Question:" in out.stdout
     assert "<information>Doc 1(Title: " in out.stdout and '(Title: "William Shakespeare")' in out.stdout
     assert "episode over: reward=0.000" in out.stdout
+    # the player sees the turn before each action, out of the env's max_turns (4)
+    assert "[turn 1/4] > " in out.stdout and "[turn 2/4] > " in out.stdout and "[turn 3/4]" not in out.stdout
 
 
 def test_unknown_env_is_a_clear_error():

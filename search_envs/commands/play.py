@@ -28,10 +28,12 @@ def run(args: argparse.Namespace) -> int:
     obs, info = env.reset(seed=args.seed)
     print(obs)
     print("(type your action, e.g. <search> query </search> or <answer> text </answer>; an empty line quits)\n")
+    max_turns = env.unwrapped.max_turns
     terminated = truncated = False
     while not (terminated or truncated):
         try:
-            action = input("> ")
+            # the env truncates after max_turns actions: the player sees how many are left
+            action = input(f"[turn {info['turn'] + 1}/{max_turns}] > ")
         except EOFError:
             break
         if not action.strip():
