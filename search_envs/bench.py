@@ -28,6 +28,7 @@ import copy
 import json
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -301,6 +302,19 @@ def policy_slug(name: str) -> str:
 
 
 # -- answer recall -------------------------------------------------------------------------
+def recall_index_notice(kind: str, k: int) -> str | None:
+    """Why the run is about to build an index first (the dense one takes minutes on a CPU), or
+    None when the recall engine's index is already in the cache."""
+    from search_envs.index import cached_index_dir
+
+    parts = ("bm25", "dense") if kind == "hybrid" else (kind,)  # a hybrid fuses the two cached indexes
+    missing = [part for part in parts if part in ("bm25", "dense") and not cached_index_dir(part).is_dir()]
+    if not missing:
+        return None
+    return (f"bench: the '{kind} recall@{k}' column needs a {' and a '.join(missing)} index of the embedded corpus, "
+            f"not in the cache yet ({cached_index_dir(missing[0]).parent}): building it now, once")
+
+
 def answer_recall(tasks: Sequence, engine, k: int = 3, batch_size: int = 256) -> float:
     """Share of tasks with a gold answer, as whole words, in one of the top-k passages the
     engine returns for the question itself: the ceiling of a one-search reader, which
@@ -352,7 +366,13 @@ def run_suite(
     for kind in suite["recall_engines"]:
         from search_envs.engines import open_engine
 
-        engine = base.engine if kind == getattr(base.engine, "name", None) else open_engine(kind)
+        if kind == getattr(base.engine, "name", None):
+            engine = base.engine
+        else:
+            notice = recall_index_notice(kind, base.top_k)
+            if notice and progress:
+                print(notice, file=sys.stderr, flush=True)
+            engine = open_engine(kind)
         recall[kind] = {name: answer_recall(ts, engine, base.top_k) for name, ts in tasks_by_dataset.items()}
 
     results: dict[str, Any] = {"suite": suite["name"], "env": suite["env"], "env_kwargs": env_kwargs,

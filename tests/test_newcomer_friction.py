@@ -163,3 +163,44 @@ def test_the_first_simulated_search_says_what_it_is_loading(tmp_path, capsys):
     assert "loads the model" in err and "no-such-model" in err
     engine.search(["capital of Spain"], 3, [QueryContext(question="q", answers=("Madrid",))])
     assert "loads the model" not in capsys.readouterr().err  # said once
+
+
+@pytest.mark.slow
+def test_a_dense_build_says_what_it_encodes_and_roughly_how_long(corpus, tmp_path, capsys):
+    from search_envs.engines.dense import build_notice
+
+    build_index(corpus, "dense", tmp_path / "dense", show_progress=True)
+    err = capsys.readouterr().err
+    assert "dense index: encoding 12 passages with all-MiniLM-L6-v2 on cpu, under a minute" in err
+    assert "done once" in err and err.index("done once") < err.index("encoding (")  # the line, then the bar
+    # the embedded corpus: the ~5 minutes `bench --suite quick` spends once on its dense recall column
+    assert "roughly 5 min on a 2-core CPU" in build_notice(10_365, "sentence-transformers/all-MiniLM-L6-v2", "cpu")
+    assert "the bar below estimates how long" in build_notice(10_365, "intfloat/e5-base-v2", "cpu")
+
+
+def test_bench_says_why_it_builds_a_recall_index_first(bm25_engine, monkeypatch, tmp_path):
+    from search_envs.bench import recall_index_notice
+
+    assert recall_index_notice("bm25", 3) is None  # in the cache: nothing to say
+    monkeypatch.setenv("SEARCH_ENVS_CACHE", str(tmp_path / "empty-cache"))
+    notice = recall_index_notice("dense", 3)
+    assert notice.startswith("bench: the 'dense recall@3' column needs a dense index") and "empty-cache" in notice
+    assert "a bm25 and a dense index" in recall_index_notice("hybrid", 5)
+
+
+@pytest.mark.slow
+def test_a_bench_run_announces_the_recall_index_it_builds(corpus, tmp_path, tmp_cache, capsys):
+    """A dense env over a 12-passage index, BM25 recall in an empty cache: the run says why it
+    builds the BM25 index of the embedded corpus (seconds; the dense one of `quick` takes minutes)."""
+    from search_envs.bench import run_suite
+    from search_envs.policies import make_policy
+
+    index = build_index(corpus, "dense", tmp_path / "dense", show_progress=False)
+    suite = {"name": "s", "env": "SearchEnvs/WikiDense-v0", "env_kwargs": {"index_dir": str(index)},
+             "recall_engines": ["bm25"], "datasets": {"ramp": {"tasks": "ramp:test", "n": 1}}}
+    run_suite(suite, {"oracle": make_policy("oracle")}, tmp_path / "out", batch_size=1)
+    err = capsys.readouterr().err
+    assert "bench: the 'bm25 recall@3' column needs a bm25 index of the embedded corpus" in err
+    assert err.index("needs a bm25 index") < err.index("bm25: analyse")  # said before the build starts
+    run_suite(suite, {"oracle": make_policy("oracle")}, tmp_path / "again", batch_size=1)
+    assert "needs a bm25 index" not in capsys.readouterr().err  # the first run cached it
