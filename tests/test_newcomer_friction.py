@@ -204,3 +204,12 @@ def test_a_bench_run_announces_the_recall_index_it_builds(corpus, tmp_path, tmp_
     assert err.index("needs a bm25 index") < err.index("bm25: analyse")  # said before the build starts
     run_suite(suite, {"oracle": make_policy("oracle")}, tmp_path / "again", batch_size=1)
     assert "needs a bm25 index" not in capsys.readouterr().err  # the first run cached it
+
+
+def test_readme_protocols_table_lists_every_registered_protocol():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Protocols"):readme.index("## Rewards")]
+    names = {name for row in table.splitlines() if row.startswith("| `") for name in re.findall(r"`(\w+)`", row.split("|")[1])}
+    assert names == set(PROTOCOLS)
