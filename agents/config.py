@@ -7,7 +7,8 @@ overrides the sizes (see agents/README.md).
 
 Each field's docstring is its `search-envs train --help` text: the first sentence says what
 the option does (and what None means), the rest where the value comes from. Closed sets of
-values are `Literal` types, so the CLI lists them and `TrainConfig` rejects anything else.
+values are `Literal` types (group_reward: its registry), so the CLI lists them and `TrainConfig`
+rejects anything else (`TrainConfig.choices`).
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ LOSS_AGG_MODES: tuple[str, ...] = get_args(LossAggMode)
 class TrainConfig:
     # --- what to train -------------------------------------------------------------
     algo: Algo = "grpo"
-    """The training algorithm (docs/papers.md). "grpo" (group-normalised advantages, KL in the loss), "ppo" (critic, GAE, KL in the reward),
-    "dapo" (GRPO advantages with DAPO's clip-higher, dynamic sampling, token-mean loss, overlong
-    shaping, no KL) or "reinforce_pp" (REINFORCE++ as R1-Searcher trains it: no critic, group-mean
-    baseline, KL in the reward, returns whitened over the batch), or "sft" (cold-start fine-tuning on
-    collected trajectories, `data`; agents/sft.py). See docs/papers.md."""
+    """The training algorithm (docs/papers.md). "grpo" (group-normalised advantages, KL in the loss), "ppo"
+    (critic, GAE, KL in the reward), "dapo" (GRPO advantages with DAPO's clip-higher, dynamic sampling,
+    token-mean loss, overlong shaping, no KL) or "reinforce_pp" (REINFORCE++ as R1-Searcher trains it: no
+    critic, group-mean baseline, KL in the reward, returns whitened over the batch), or "sft" (cold-start
+    fine-tuning on collected trajectories, `data`; agents/sft.py)."""
     env_id: str = "SearchEnvs/WikiBM25-v0"
     """The registered environment id the agent is trained on."""
     env_kwargs: dict[str, Any] = field(default_factory=lambda: {"tasks": "ramp:train"})
-    """Keyword arguments of `gym.make(env_id, ...)` for every sub-env, as a JSON object (tasks, protocol, reward, top_k, ...)."""
+    """Keyword arguments of `gym.make(env_id, ...)` for every sub-env, as a JSON object (tasks, protocol,
+    reward, top_k, ...)."""
     reward_spec: dict[str, Any] | None = None
     """A `search_envs.rewards.RewardSpec` as a JSON object, e.g. {"answer_metric": "f1", "format_weight": 0.5},
     replacing env_kwargs["reward"] (a preset name) for training and held-out evaluation. Other fields:
@@ -64,11 +66,13 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Compute dtype (autocast); "auto" = bfloat16 on cuda, float32 on cpu."""
     gradient_checkpointing: bool = True
-    """Recompute activations in the backward pass to save memory. actor/critic.model.enable_gradient_checkpointing=true."""
+    """Recompute activations in the backward pass to save memory.
+    actor/critic.model.enable_gradient_checkpointing=true."""
     torch_threads: int | None = None
     """CPU threads for torch (None = torch's default); 1 is fastest on a busy shared CPU."""
     rollout_backend: Literal["hf", "vllm"] = "hf"
-    """What generates rollouts: "hf" (transformers generate, KV cache) or "vllm" (optional, weights synced every step)."""
+    """What generates rollouts: "hf" (transformers generate, KV cache) or "vllm" (optional, weights synced
+    every step)."""
     vllm_gpu_memory_utilization: float = 0.6
     """Share of the GPU's memory vLLM may take (rollout_backend "vllm")."""
     rollout_batch_size: int = 64
@@ -97,7 +101,8 @@ class TrainConfig:
     critic_lr: float = 1e-5
     """AdamW learning rate of the PPO critic (critic.optim.lr)."""
     actor_warmup_ratio: float = 0.285
-    """Share of the steps over which the policy's lr rises linearly from 0, constant after. actor.optim.lr_warmup_steps_ratio."""
+    """Share of the steps over which the policy's lr rises linearly from 0, constant after.
+    actor.optim.lr_warmup_steps_ratio."""
     critic_warmup_ratio: float = 0.015
     """Share of the steps over which the critic's lr rises linearly from 0. critic.optim.lr_warmup_steps_ratio in
     Search-R1's PPO scripts."""
@@ -110,7 +115,8 @@ class TrainConfig:
     clip_ratio: float = 0.2
     """Epsilon of the clipped surrogate (DAPO's eps_low)."""
     clip_ratio_high: float | None = None
-    """Upper epsilon of the surrogate (DAPO's clip-higher eps_high); None = 0.28 for DAPO (its recipe), clip_ratio otherwise."""
+    """Upper epsilon of the surrogate (DAPO's clip-higher eps_high); None = 0.28 for DAPO (its recipe),
+    clip_ratio otherwise."""
     value_clip: float = 0.5
     """Clip range of the PPO critic's value updates (critic.cliprange_value)."""
     entropy_coef: float | None = None
@@ -153,14 +159,15 @@ class TrainConfig:
     lam: float = 1.0
     """GAE lambda (PPO)."""
     mask_retrieved_tokens: bool = True
-    """Leave the retrieved (environment) tokens out of the loss. actor.state_masking=true; False is the ablation: environment tokens are trained on as if generated."""
+    """Leave the retrieved (environment) tokens out of the loss. actor.state_masking=true; False is the
+    ablation: environment tokens are trained on as if generated."""
 
     # --- rollouts ---------------------------------------------------------------------------
     temperature: float = 1.0
     """Sampling temperature of the rollouts (the scored log-probabilities use it too)."""
     top_p: float = 0.95
-    """Nucleus sampling top-p of the rollouts. rollout.top_p: Search-R1's train_grpo.sh and train_ppo.sh leave verl's yaml default, 0.95
-    (its later scripts under scripts/nq_hotpotqa set 1.0)."""
+    """Nucleus sampling top-p of the rollouts. rollout.top_p: Search-R1's train_grpo.sh and train_ppo.sh leave
+    verl's yaml default, 0.95 (its later scripts under scripts/nq_hotpotqa set 1.0)."""
     max_turns: int = 3
     """Actions per episode (the env's max_turns): Search-R1's max_turns=2 search rounds plus its final answer turn."""
     max_start_length: int = 2048

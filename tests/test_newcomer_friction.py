@@ -211,5 +211,6 @@ def test_readme_protocols_table_lists_every_registered_protocol():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     table = readme[readme.index("## Protocols"):readme.index("## Rewards")]
-    names = {name for row in table.splitlines() if row.startswith("| `") for name in re.findall(r"`(\w+)`", row.split("|")[1])}
+    rows = [row.split("|")[1] for row in table.splitlines() if row.startswith("| `")]
+    names = {name for cell in rows for name in re.findall(r"`(\w+)`", cell)}
     assert names == set(PROTOCOLS)

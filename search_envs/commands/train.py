@@ -27,6 +27,7 @@ ENV_OPTIONS = ("tasks", "protocol", "reward", "top_k")
 NO_NOISE = object()
 """`--noise-schedule none`: the env's noise_schedule set to None (no curriculum)."""
 _SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)\.(?:\s|$)", re.IGNORECASE)
+"""The period that ends a docstring's first sentence (not the one of "e.g." or "i.e.")."""
 
 
 def noise_schedule_spec(text: str):
@@ -125,8 +126,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_protocol_option(env, dest="env_protocol")
     env.add_argument("--reward", dest="env_reward", default=None, choices=sorted(REWARD_PRESETS),
                      help="reward preset (--reward-spec builds another) (default: the env's)")
-    env.add_argument("--top-k", dest="env_top_k", metavar="K", type=int, default=None, help="passages per search (default: the env's)")
-    env.add_argument("--noise-schedule", dest="env_noise_schedule", metavar="SCHEDULE", type=noise_schedule_spec, default=None,
+    env.add_argument("--top-k", dest="env_top_k", metavar="K", type=int, default=None,
+                     help="passages per search (default: the env's)")
+    env.add_argument("--noise-schedule", dest="env_noise_schedule", metavar="SCHEDULE", type=noise_schedule_spec,
+                     default=None,
                      help='noise curriculum (ZeroSearch envs): a name, a number, "none", or JSON, e.g. '
                           '\'{"name": "exponential", "p_start": 0, "p_end": 0.5, "base": 4}\' (default: the env\'s)')
     p.set_defaults(func=run)
