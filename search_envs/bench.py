@@ -29,7 +29,6 @@ import json
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -155,9 +154,16 @@ def load_suite(spec: str | os.PathLike | dict) -> dict[str, Any]:
         if not path.is_file():
             raise FileNotFoundError(f"no suite {str(spec)!r}: use {suite_spec_help()}")
         text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml" and sys.version_info < (3, 11):
+            raise ValueError(f"suite file {path}: a .toml suite needs Python 3.11 (tomllib); write it as .json")
         try:
-            suite = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            if path.suffix == ".toml":
+                import tomllib  # here, not at the top: the CLI imports this module and starts on Python 3.10
+
+                suite = tomllib.loads(text)
+            else:
+                suite = json.loads(text)
+        except ValueError as exc:  # json's and tomllib's decode errors are ValueErrors
             raise ValueError(f"suite file {path} is not valid {path.suffix[1:]}: {exc}") from None
         suite.setdefault("name", path.stem)
     datasets = suite.get("datasets")

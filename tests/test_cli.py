@@ -33,3 +33,14 @@ def test_unknown_env_is_a_clear_error():
     out = run_cli("play", "--env", "SearchEnvs/Nope-v0", stdin="")
     assert out.returncode != 0
     assert "Nope" in out.stderr
+
+
+def test_the_cli_starts_without_tomllib():
+    """Python 3.10 has no tomllib: `bench --help` reads the suite table from search_envs.bench,
+    which must not need it to import (only a .toml suite file does)."""
+    code = ("import sys; sys.modules['tomllib'] = None\n"
+            "from search_envs.cli import main\n"
+            "sys.exit(main(['bench', '--help']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--suite" in out.stdout
