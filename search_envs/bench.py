@@ -28,7 +28,7 @@ import copy
 import json
 import os
 import re
-import tomllib
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,11 @@ COLUMNS = [
 
 
 # -- suites ---------------------------------------------------------------------------
+def suite_spec_help() -> str:
+    """What `--suite` / `load_suite` accept, as the CLI's help and the error both say it."""
+    return f"{' | '.join(SUITES)}, or a .json / .toml suite file"
+
+
 def load_suite(spec: str | os.PathLike | dict) -> dict[str, Any]:
     """A suite from a built-in name, a .json / .toml file, or a dict; checked."""
     if isinstance(spec, dict):
@@ -147,11 +152,18 @@ def load_suite(spec: str | os.PathLike | dict) -> dict[str, Any]:
     else:
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"no suite {str(spec)!r}: use {' or '.join(SUITES)} or a .json / .toml file")
+            raise FileNotFoundError(f"no suite {str(spec)!r}: use {suite_spec_help()}")
         text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml" and sys.version_info < (3, 11):
+            raise ValueError(f"suite file {path}: a .toml suite needs Python 3.11 (tomllib); write it as .json")
         try:
-            suite = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            if path.suffix == ".toml":
+                import tomllib  # here, not at the top: the CLI imports this module and starts on Python 3.10
+
+                suite = tomllib.loads(text)
+            else:
+                suite = json.loads(text)
+        except ValueError as exc:  # json's and tomllib's decode errors are ValueErrors
             raise ValueError(f"suite file {path} is not valid {path.suffix[1:]}: {exc}") from None
         suite.setdefault("name", path.stem)
     datasets = suite.get("datasets")
@@ -296,6 +308,19 @@ def policy_slug(name: str) -> str:
 
 
 # -- answer recall -------------------------------------------------------------------------
+def recall_index_notice(kind: str, k: int) -> str | None:
+    """Why the run is about to build an index first (the dense one takes minutes on a CPU), or
+    None when the recall engine's index is already in the cache."""
+    from search_envs.index import cached_index_dir
+
+    parts = ("bm25", "dense") if kind == "hybrid" else (kind,)  # a hybrid fuses the two cached indexes
+    missing = [part for part in parts if part in ("bm25", "dense") and not cached_index_dir(part).is_dir()]
+    if not missing:
+        return None
+    return (f"bench: the '{kind} recall@{k}' column needs a {' and a '.join(missing)} index of the embedded corpus, "
+            f"not in the cache yet ({cached_index_dir(missing[0]).parent}): building it now, once")
+
+
 def answer_recall(tasks: Sequence, engine, k: int = 3, batch_size: int = 256) -> float:
     """Share of tasks with a gold answer, as whole words, in one of the top-k passages the
     engine returns for the question itself: the ceiling of a one-search reader, which
@@ -347,7 +372,13 @@ def run_suite(
     for kind in suite["recall_engines"]:
         from search_envs.engines import open_engine
 
-        engine = base.engine if kind == getattr(base.engine, "name", None) else open_engine(kind)
+        if kind == getattr(base.engine, "name", None):
+            engine = base.engine
+        else:
+            notice = recall_index_notice(kind, base.top_k)
+            if notice and progress:
+                print(notice, file=sys.stderr, flush=True)
+            engine = open_engine(kind)
         recall[kind] = {name: answer_recall(ts, engine, base.top_k) for name, ts in tasks_by_dataset.items()}
 
     results: dict[str, Any] = {"suite": suite["name"], "env": suite["env"], "env_kwargs": env_kwargs,

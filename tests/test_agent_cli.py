@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from search_envs.agents.config import TrainConfig
 from search_envs.agents.tiny import tiny_llama, torch_threads, word_tokenizer
 from search_envs.cli import build_parser, main
 from search_envs.commands.train import config_from_args
@@ -31,8 +32,15 @@ def test_every_config_field_is_an_option():
 
 
 def test_bad_algo_is_a_clear_error(capsys):
-    assert main(["train", "--algo", "dpo"]) == 2
-    assert "algo must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--algo", "dpo"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'dpo'" in err and "'reinforce_pp'" in err
+    assert len(err.splitlines()) <= 3  # the error, not 60 lines of usage first
+    with pytest.raises(ValueError, match="algo must be one of"):  # the Python API checks it too
+        TrainConfig(algo="dpo")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        TrainConfig(dtype="fp8")
 
 
 def tiny_train_args(tmp_path) -> list[str]:

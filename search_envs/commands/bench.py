@@ -8,10 +8,12 @@ from search_envs.commands.run import add_policy_arguments, policy_kwargs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="run a benchmark suite (quick, standard, or a suite file)")
+    from search_envs.bench import suite_spec_help
+
+    p = sub.add_parser("bench", help="run a benchmark suite (a built-in one or a suite file)")
     p.add_argument("--policy", action="append", required=True,
                    help="policy name; repeat to compare several in one table (see below)")
-    p.add_argument("--suite", default="quick", help="quick | standard | synth | path to a .json / .toml suite")
+    p.add_argument("--suite", default="quick", help=f"{suite_spec_help()} (default: quick)")
     p.add_argument("--n", type=int, default=None, help="questions per dataset (overrides the suite's n)")
     p.add_argument("--out", default=None, help="results folder (default: bench_out/<suite>)")
     add_policy_arguments(p)

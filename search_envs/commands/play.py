@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search_envs.protocols import PROTOCOLS
+from search_envs.commands import add_protocol_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", default="SearchEnvs/WikiBM25-v0", help="registered environment id")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tasks", default=None, help="task spec (default: the env's default tasks)")
-    p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS), help="action format (default: the env's)")
+    add_protocol_option(p)
     p.add_argument("--top-k", type=int, default=None)
     p.set_defaults(func=run)
 
@@ -28,10 +28,12 @@ def run(args: argparse.Namespace) -> int:
     obs, info = env.reset(seed=args.seed)
     print(obs)
     print("(type your action, e.g. <search> query </search> or <answer> text </answer>; an empty line quits)\n")
+    max_turns = env.unwrapped.max_turns
     terminated = truncated = False
     while not (terminated or truncated):
         try:
-            action = input("> ")
+            # the env truncates after max_turns actions: the player sees how many are left
+            action = input(f"[turn {info['turn'] + 1}/{max_turns}] > ")
         except EOFError:
             break
         if not action.strip():

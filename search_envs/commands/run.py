@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from search_envs.commands import add_protocol_option
+
 
 def add_policy_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by `run` and `bench` for building policies."""
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", required=True, help="policy name (see below)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--tasks", default=None, help="task spec (default: the env's default tasks)")
-    p.add_argument("--protocol", default=None, help="search_r1 | r1_searcher | tool_call")
+    add_protocol_option(p)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--max-turns", type=int, default=None)
     p.add_argument("--out", default=None, help="also write per-episode records (with trajectories) to this JSONL")
