@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from gymnasium import error as gym_error
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader stopped early (`search-envs index info DIR | head`): as Unix tools do, stop
+        # quietly; stdout goes to devnull so the interpreter's final flush raises nothing either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (FileNotFoundError, ValueError, KeyError, gym_error.Error) as exc:
         print(f"search-envs: error: {exc}", file=sys.stderr)
         return 2

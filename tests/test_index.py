@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -221,3 +223,16 @@ def test_cli_build_and_info(corpus, tmp_path, capsys):
     (out / "manifest.json").write_text("{garbage")
     assert main(["index", "info", str(out)]) == 2
     assert "manifest.json: manifest is not valid JSON" in capsys.readouterr().err
+
+
+def test_cli_output_into_a_closed_pipe_stops_quietly(corpus, tmp_path):
+    """`search-envs index info DIR | head`: the reader goes away before the output is written;
+    the command stops with SIGPIPE's exit status and no traceback."""
+    out = tmp_path / "cli"
+    assert main(["index", "build", "--corpus", str(corpus), "--kind", "bm25", "--out", str(out)]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "search_envs.cli", "index", "info", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command has imported anything, let alone printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
