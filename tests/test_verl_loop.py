@@ -291,6 +291,9 @@ def test_concurrent_episodes_share_one_engine_and_batch_their_searches(smol_toke
     shared = shared_env(ENV_ID, env_kwargs)
 
     async def many(n):
+        # a window that holds on a loaded machine: the default 2 ms is shorter than a time slice
+        # there, so eight episodes' searches can straddle it (2 calls under load average 11)
+        shared.batcher().window = 1.0
         loops = [make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, [f"<search> {t.question[:40]} </search>"]))
                  for t in wiki_tasks[:n]]
         outs = await asyncio.gather(*(lp.run({}, **row_kwargs(t.id, i, env_kwargs=env_kwargs))
