@@ -44,9 +44,14 @@ def test_installed_packages_are_the_pinned_ones():
     if not MARKER.exists():
         pytest.skip(f"this environment ({sys.prefix}) was not built by .ci/env, so nothing pins it")
     pinned = pins(ROOT / "constraints" / f"{MARKER.read_text().strip()}.txt")
-    installed = {canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # what is installed in this environment (not metadata that sys.path shows from elsewhere,
+    # such as the checkout's own search_envs.egg-info)
+    dists = [d for d in metadata.distributions() if Path(str(d.locate_file(""))).resolve().is_relative_to(
+        Path(sys.prefix).resolve())]
+    installed = {canonical(d.metadata["Name"]): d.version for d in dists}
+    where = {canonical(d.metadata["Name"]): str(d.locate_file("")) for d in dists}
     unpinned = sorted(set(installed) - set(pinned) - NOT_PINNED)
-    assert not unpinned, f"installed but not pinned (run `make lock`): {unpinned}"
+    assert not unpinned, f"installed but not pinned (run `make lock`): {[(n, where[n]) for n in unpinned]}"
     wrong = {n: (installed[n], v) for n, v in pinned.items() if n in installed and installed[n].split("+")[0] != v}
     assert not wrong, f"installed != pinned: {wrong}"
     missing = sorted(set(pinned) - set(installed))
