@@ -37,6 +37,7 @@ def bm25_engine():
     from search_envs.engines import open_engine
 
     engine = open_engine("bm25")
+    engine.search(["warm up"], 1)  # compiles the numba kernels now (~10 s in a fresh checkout), not in a timed test
     yield engine
     engine.close()
 
