@@ -4,6 +4,8 @@ per-run cache, so the suite pays for each real index or model only once."""
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,6 +22,16 @@ def missing(what: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{what} (CI=true: missing data or packages fail instead of skipping)", pytrace=False)
     pytest.skip(what, allow_module_level=True)
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; fail saying `what` after `timeout` seconds. For waiting
+    on what another thread or process does, instead of sleeping a guessed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:g} s")
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")
