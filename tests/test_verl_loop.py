@@ -352,7 +352,7 @@ def test_killed_retrieval_server_gives_error_observations(smol_tokenizer, wiki_t
     t0 = time.monotonic()
     dead = play(make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, actions)),
                 row_kwargs(wiki_tasks[1].id, 0, env_kwargs=env_kwargs))
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < 60  # no hang: two searches of 4 refused attempts and 1.75 s of backoff
     text = smol_tokenizer.decode([t for t, m in zip(dead.response_ids, dead.response_mask) if m == 0])
     assert "Search failed: the retrieval server is unavailable" in text and "Doc 1(Title:" not in text
     assert dead.extra_fields["reward_extra_info"]["num_actions"] == 2  # the episode went on after the error
@@ -382,7 +382,7 @@ def test_stalled_retrieval_server_times_out_into_an_error_observation(smol_token
                          search_timeout=1.0)
         t0 = time.monotonic()
         out = play(loop, row_kwargs(wiki_tasks[2].id, 0, env_kwargs=env_kwargs))
-        assert time.monotonic() - t0 < 10
+        assert time.monotonic() - t0 < 20  # abandoned at 1 s; without search_timeout it waits the engine's 30 s timeout
         text = smol_tokenizer.decode(out.response_ids)
         assert "did not answer within 1 seconds" not in text  # max_turns=1: the step's observation is not appended
         assert out.extra_fields["reward_extra_info"]["num_searches"] == 0
