@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,6 @@ import pytest
 from search_envs.analysis import BM25sAnalyzer, LuceneEnglishAnalyzer
 from search_envs.bm25_build import byte4_to_int, int_to_byte4
 from search_envs.index import BrokenIndexError, build_index, load_index
-
-WIKI_1K = Path(os.environ.get("SEARCH_ENVS_DATA", "../shared/data")) / "corpus" / "wiki18_sample_1000.jsonl"
 
 # (text, tokens) recorded from pyserini.analysis.Analyzer(get_lucene_analyzer()) (Pyserini 1.6.0)
 LUCENE_ANALYZED = [
@@ -148,10 +145,14 @@ def small_corpus_path():
 
 
 @pytest.fixture(scope="module")
-def wiki1k_engine(tmp_path_factory):
-    if not WIKI_1K.is_file():
-        pytest.skip(f"{WIKI_1K} not found (set SEARCH_ENVS_DATA to the shared data folder)")
-    engine = load_index(build_index(WIKI_1K, "bm25", tmp_path_factory.mktemp("w") / "idx", show_progress=False))
+def wiki1k(shared_data) -> Path:
+    """The shared 1,000-passage wiki-18 sample."""
+    return shared_data / "corpus" / "wiki18_sample_1000.jsonl"
+
+
+@pytest.fixture(scope="module")
+def wiki1k_engine(tmp_path_factory, wiki1k):
+    engine = load_index(build_index(wiki1k, "bm25", tmp_path_factory.mktemp("w") / "idx", show_progress=False))
     yield engine
     engine.close()
 
@@ -303,7 +304,7 @@ TRICKY_TEXTS = [
 
 
 @pytest.mark.parametrize("analyzer_class", [LuceneEnglishAnalyzer, BM25sAnalyzer])
-def test_term_ids_equal_the_analyzer_text_by_text(analyzer_class, monkeypatch):
+def test_term_ids_equal_the_analyzer_text_by_text(analyzer_class, monkeypatch, wiki1k):
     """The build's compiled path (spans looked up in a memo) gives each text exactly the
     terms the analyzer gives it, on real Wikipedia text, the Lucene edge cases above and
     across memo resets (MEMO_LIMIT made tiny: every call starts over)."""
@@ -312,7 +313,7 @@ def test_term_ids_equal_the_analyzer_text_by_text(analyzer_class, monkeypatch):
     from search_envs.data import embedded_articles
 
     texts = [f"{a.title}\n{a.text}" for a in embedded_articles()[::3]]
-    texts += [f"{p.title}\n{p.text}" for p in iter_passages(WIKI_1K)] if WIKI_1K.is_file() else []
+    texts += [f"{p.title}\n{p.text}" for p in iter_passages(wiki1k)]
     texts += [text for text, _ in LUCENE_ANALYZED] + TRICKY_TEXTS
     reference = analyzer_class()
     expected = [reference(t) for t in texts]

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from conftest import wait_until
 
 from search_envs.engines import load_index
 from search_envs.engines.base import SearchFailure
@@ -45,7 +46,8 @@ def test_replicas_spread_load_fail_over_and_come_back(bm25_engine):
     try:
         for s in servers:
             s.wait_ready()
-        remote = RemoteEngine([s.url for s in servers], timeout=5, retries=1, backoff=0.05, health_interval=0.2)
+        # timeout: a restarted server's first search can take seconds on a loaded machine; nothing here waits for it
+        remote = RemoteEngine([s.url for s in servers], timeout=60, retries=1, backoff=0.05, health_interval=0.2)
         want = ids(bm25_engine.search(QUERIES, 3))
         batches = [QUERIES[i % 12 : i % 12 + 3] or QUERIES[:3] for i in range(120)]
         expected = {tuple(b): ids(bm25_engine.search(b, 3)) for b in batches}
@@ -53,28 +55,22 @@ def test_replicas_spread_load_fail_over_and_come_back(bm25_engine):
         def run(batch):
             return batch, remote.search(batch, 3)
 
-        start = time.monotonic()
         with ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(run, b) for b in batches]
             for f in futures[:30]:
                 f.result(timeout=60)
             servers[0].kill()  # mid-run: in-flight and later requests fail over
-            results = [f.result(timeout=60) for f in futures]
-        elapsed = time.monotonic() - start
+            results = [f.result(timeout=60) for f in futures]  # a hang fails here
         for batch, got in results:  # no lost query: every one answered, and correctly
             assert not any(isinstance(r, SearchFailure) for r in got)
             assert ids(got) == expected[tuple(batch)]
         shard = remote.shards[0]
         assert shard.sent[servers[0].url + "/retrieve"] > 0 and shard.sent[servers[1].url + "/retrieve"] > 0
         assert servers[0].url + "/retrieve" in shard.down
-        assert elapsed < 60  # no hang
 
         # the health check brings the restarted server back into rotation
         servers[0] = Server(bm25_engine.directory, port=servers[0].port).wait_ready()
-        deadline = time.monotonic() + 10
-        while shard.down and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not shard.down
+        wait_until(lambda: not shard.down, 30, "the restarted server back in rotation")  # health checks every 0.2 s
         before = shard.sent[servers[0].url + "/retrieve"]
         assert ids(remote.search(QUERIES, 3)) == want
         assert ids(remote.search(QUERIES, 3)) == want
@@ -86,7 +82,7 @@ def test_replicas_spread_load_fail_over_and_come_back(bm25_engine):
         start = time.monotonic()
         failed = remote.search(QUERIES[:2], 3)
         assert all(isinstance(r, SearchFailure) and "all 2 replicas" in r.error for r in failed)
-        assert time.monotonic() - start < 10
+        assert time.monotonic() - start < 10  # 4 refused connections and a 0.05 s backoff; no wait for the 60 s timeout
         assert remote.health() == {s.url + "/retrieve": False for s in servers}
         remote.close()
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zstandard
+from conftest import wait_until
 
 import search_envs.corpus as corpus_mod
 import search_envs.store_build as sb
@@ -274,8 +275,15 @@ def test_blocks_encoded_while_a_worker_trains_the_dictionary_keep_their_place(tm
     """While a worker trains the dictionary this process encodes the next blocks; they are
     compressed and written in corpus order, before the blocks the workers parse. (A thread
     pool stands in for the processes so that the training can be made slow.)"""
-    import time
     from concurrent.futures import ThreadPoolExecutor
+
+    encoding = []  # the list this process encodes blocks into while the dictionary trains
+
+    def slow_training(head):
+        """Trains once this process has encoded as many blocks as it may meanwhile: a slow
+        training, however fast or loaded this machine."""
+        wait_until(lambda: len(encoding[0]) >= sb.EARLY_BLOCKS, 60, "blocks encoded while the dictionary trains")
+        return sb.train_dictionary(head)
 
     class SlowTrainingPool:
         """Training on one thread, blocks on another (a compressor is one thread's)."""
@@ -285,7 +293,7 @@ def test_blocks_encoded_while_a_worker_trains_the_dictionary_keep_their_place(tm
 
         def submit(self, fn, *args):
             if fn is sb.train_dictionary:
-                return self.trainer.submit(lambda head: (time.sleep(0.5), fn(head))[1], *args)
+                return self.trainer.submit(slow_training, *args)
             return self.worker.submit(fn, *args)
 
         def shutdown(self, *args, **kwargs):
@@ -296,6 +304,7 @@ def test_blocks_encoded_while_a_worker_trains_the_dictionary_keep_their_place(tm
     early_blocks = []
 
     def spy(head, pool, blocks, encoded, early):
+        encoding.append(early)
         out = trained(head, pool, blocks, encoded, early)
         early_blocks.append(len(early))
         return out
@@ -318,7 +327,6 @@ def test_workers_exit_when_the_build_is_killed(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     script = (
         "import multiprocessing, os, sys, time\n"
@@ -337,16 +345,11 @@ def test_workers_exit_when_the_build_is_killed(tmp_path):
     ready = tmp_path / "ready"
     builder = subprocess.Popen([sys.executable, str(tmp_path / "builder.py"), str(ready)], stdout=subprocess.PIPE, text=True)
     worker = int(builder.stdout.readline())
-    deadline = time.monotonic() + 30
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert ready.exists() and _alive(worker)
+    wait_until(ready.exists, 60, "the worker started")
+    assert _alive(worker)
     builder.send_signal(signal.SIGKILL)
     builder.wait(timeout=30)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(worker):
-        time.sleep(0.1)
-    assert not _alive(worker)
+    wait_until(lambda: not _alive(worker), 30, "the worker exited after its parent was killed")  # it looks every 1 s
 
 
 def _alive(pid: int) -> bool:

@@ -17,12 +17,12 @@ from search_envs.vector import AsyncSearchVectorEnv, SearchVectorEnv, make_vec
 
 
 class RecordingEngine(SearchEngine):
-    """The real engine, plus a log of the calls it gets, an optional delay for
-    queries containing "slow" and a failure for queries containing "boom"
-    (what a network engine does on a bad day)."""
+    """The real engine, plus a log of the calls it gets and a failure for queries
+    containing "boom" (what a network engine does on a bad day). With `stall`, a query
+    containing "slow" does not answer until that event is set, and the others take 20 ms."""
 
-    def __init__(self, engine: SearchEngine, delay: float = 0.0) -> None:
-        self.engine, self.delay = engine, delay
+    def __init__(self, engine: SearchEngine, stall: threading.Event | None = None) -> None:
+        self.engine, self.stall = engine, stall
         self.calls: list[tuple[int, int]] = []
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -35,7 +35,10 @@ class RecordingEngine(SearchEngine):
         try:
             if any("boom" in q for q in queries):
                 raise ConnectionError("server unreachable")
-            time.sleep(self.delay if any("slow" in q for q in queries) else 0.02 if self.delay else 0.0)
+            if self.stall is not None and any("slow" in q for q in queries):
+                self.stall.wait(60)
+            elif self.stall is not None:
+                time.sleep(0.02)  # long enough for calls to overlap
             return self.engine.search(queries, k, contexts)
         finally:
             with self._lock:
@@ -165,7 +168,8 @@ def test_engine_failure_becomes_an_error_observation(bm25_engine, ramp_tasks):
 
 
 def test_async_vector_env_deadline_and_bounded_concurrency(bm25_engine, ramp_tasks):
-    engine = RecordingEngine(bm25_engine, delay=3.0)
+    stall = threading.Event()
+    engine = RecordingEngine(bm25_engine, stall)
     n = 6
     vec = AsyncSearchVectorEnv(make_envs(engine, ramp_tasks, [3] * n), max_in_flight=2, step_timeout=1.0)
     sync = SearchVectorEnv(make_envs(bm25_engine, ramp_tasks, [3] * n))
@@ -173,10 +177,11 @@ def test_async_vector_env_deadline_and_bounded_concurrency(bm25_engine, ramp_tas
     sync.reset(seed=9)
     search = '<tool_call>{"name": "web_search", "arguments": {"query": ["%s"]}}</tool_call>'
     actions = [search % q for q in ("Mount Everest", "photosynthesis", "slow query", "boom", "Hamlet", "Nile")]
-    start = time.monotonic()
-    obs, rewards, terms, truncs, infos = vec.step(actions)
-    elapsed = time.monotonic() - start
-    assert elapsed < 2.5  # the 3 s search was abandoned at the 1 s deadline
+    try:
+        obs, rewards, terms, truncs, infos = vec.step(actions)
+        assert engine.in_flight == 1  # the step returned while the stalled search still ran: abandoned at the deadline
+    finally:
+        stall.set()
     assert "did not answer within 1 seconds" in obs[2]
     assert "search engine failed" in obs[3]
     ref, *_ = sync.step([a if i not in (2, 3) else "<answer> x </answer>" for i, a in enumerate(actions)])

@@ -12,6 +12,7 @@ same tokens from the same context.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import socket
 import subprocess
@@ -24,8 +25,14 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from conftest import missing
 
-pytest.importorskip("verl.experimental.agent_loop", reason="verl is not installed (see README: verl)")
+try:
+    import verl.experimental.agent_loop  # noqa: F401
+except ImportError as exc:
+    if importlib.util.find_spec("verl") is None:  # the main environment: `make test-verl` runs these in verl's
+        pytest.skip("verl is not installed in this environment (README: verl; `make test-verl`)", allow_module_level=True)
+    missing(f"verl is installed but its agent loop does not import: {exc}")
 
 import hydra  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
@@ -348,7 +355,7 @@ def test_killed_retrieval_server_gives_error_observations(smol_tokenizer, wiki_t
     t0 = time.monotonic()
     dead = play(make_loop(smol_tokenizer, ScriptedServer(smol_tokenizer, actions)),
                 row_kwargs(wiki_tasks[1].id, 0, env_kwargs=env_kwargs))
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < 60  # no hang: two searches of 4 refused attempts and 1.75 s of backoff
     text = smol_tokenizer.decode([t for t, m in zip(dead.response_ids, dead.response_mask) if m == 0])
     assert "Search failed: the retrieval server is unavailable" in text and "Doc 1(Title:" not in text
     assert dead.extra_fields["reward_extra_info"]["num_actions"] == 2  # the episode went on after the error
@@ -378,7 +385,7 @@ def test_stalled_retrieval_server_times_out_into_an_error_observation(smol_token
                          search_timeout=1.0)
         t0 = time.monotonic()
         out = play(loop, row_kwargs(wiki_tasks[2].id, 0, env_kwargs=env_kwargs))
-        assert time.monotonic() - t0 < 10
+        assert time.monotonic() - t0 < 20  # abandoned at 1 s; without search_timeout it waits the engine's 30 s timeout
         text = smol_tokenizer.decode(out.response_ids)
         assert "did not answer within 1 seconds" not in text  # max_turns=1: the step's observation is not appended
         assert out.extra_fields["reward_extra_info"]["num_searches"] == 0

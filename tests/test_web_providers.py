@@ -108,8 +108,8 @@ def test_retry_after_is_capped(local_web):
     local_web.state.plan.append(("retry_after", 429, 3600))
     start = time.monotonic()
     p = provider("tavily", local_web, retry=RetryPolicy(max_retries=2, backoff=0.05, max_retry_after=0.3))
-    assert p.search("Curie", 2, Deadline(10))
-    assert time.monotonic() - start < 5
+    assert p.search("Curie", 2, Deadline(60))
+    assert time.monotonic() - start < 30  # waited 0.3 s, not the hour asked nor up to the 60 s deadline
 
 
 def test_5xx_retried_with_backoff_then_gives_up(local_web):
@@ -123,12 +123,12 @@ def test_5xx_retried_with_backoff_then_gives_up(local_web):
 
 
 def test_a_retry_never_waits_past_the_deadline(local_web):
-    local_web.state.plan.append(("retry_after", 429, 20))
-    start = time.monotonic()
-    p = provider("serper", local_web, retry=RetryPolicy(max_retries=3, max_retry_after=30))
+    local_web.state.plan.append(("retry_after", 429, 60))
+    p = provider("serper", local_web, retry=RetryPolicy(max_retries=3, max_retry_after=120))
+    deadline = Deadline(10)
     with pytest.raises(ProviderError, match="rate-limited"):
-        p.search("Curie", 2, Deadline(1.0))
-    assert time.monotonic() - start < 1.0
+        p.search("Curie", 2, deadline)
+    assert not deadline.expired  # gave up at once rather than wait 60 s for a retry the deadline would cut
 
 
 def test_malformed_json_is_a_clear_error(local_web):
@@ -139,13 +139,13 @@ def test_malformed_json_is_a_clear_error(local_web):
 
 
 def test_timeout(local_web):
-    local_web.state.plan.extend([("sleep", 2.0)] * 3)
+    local_web.state.plan.extend([("sleep", 5.0)] * 3)
     start = time.monotonic()
     with pytest.raises(ProviderError, match="timed out"):
         provider("tavily", local_web, timeout=0.3, retry=RetryPolicy(max_retries=1, backoff=0.05)).search(
-            "Curie", 2, Deadline(10)
+            "Curie", 2, Deadline(60)
         )
-    assert time.monotonic() - start < 1.8
+    assert time.monotonic() - start < 5  # two 0.3 s timeouts: gave up before the server's first answer
 
 
 def test_searxng_without_json_format_explains_the_fix(local_web):
