@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -44,10 +45,11 @@ def test_installed_packages_are_the_pinned_ones():
     if not MARKER.exists():
         pytest.skip(f"this environment ({sys.prefix}) was not built by .ci/env, so nothing pins it")
     pinned = pins(ROOT / "constraints" / f"{MARKER.read_text().strip()}.txt")
-    # what is installed in this environment (not metadata that sys.path shows from elsewhere,
-    # such as the checkout's own search_envs.egg-info)
-    dists = [d for d in metadata.distributions() if Path(str(d.locate_file(""))).resolve().is_relative_to(
-        Path(sys.prefix).resolve())]
+    # what pip installed into this environment's site-packages, not metadata that sys.path shows
+    # from elsewhere: the checkout's search_envs.egg-info, or the colorama that ray vendors in
+    # ray/thirdparty_files and puts on sys.path once imported (the verl tests import it)
+    site_packages = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
+    dists = [d for d in metadata.distributions() if Path(str(d.locate_file(""))).resolve() in site_packages]
     installed = {canonical(d.metadata["Name"]): d.version for d in dists}
     where = {canonical(d.metadata["Name"]): str(d.locate_file("")) for d in dists}
     unpinned = sorted(set(installed) - set(pinned) - NOT_PINNED)
