@@ -10,7 +10,7 @@ import sysconfig
 from importlib import metadata
 from pathlib import Path
 
-import pytest
+from conftest import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = Path(sys.prefix) / "search-envs-constraints"
@@ -42,8 +42,8 @@ def test_every_pin_file_is_exact_and_fixes_torch():
 
 
 def test_installed_packages_are_the_pinned_ones():
-    if not MARKER.exists():
-        pytest.skip(f"this environment ({sys.prefix}) was not built by .ci/env, so nothing pins it")
+    if not MARKER.exists():  # CI builds its environments with .ci/env: there, this fails
+        missing(f"this environment ({sys.prefix}) was not built by .ci/env, so nothing pins it")
     pinned = pins(ROOT / "constraints" / f"{MARKER.read_text().strip()}.txt")
     # what pip installed into this environment's site-packages, not metadata that sys.path shows
     # from elsewhere: the checkout's search_envs.egg-info, or the colorama that ray vendors in
@@ -56,5 +56,5 @@ def test_installed_packages_are_the_pinned_ones():
     assert not unpinned, f"installed but not pinned (run `make lock`): {[(n, where[n]) for n in unpinned]}"
     wrong = {n: (installed[n], v) for n, v in pinned.items() if n in installed and installed[n].split("+")[0] != v}
     assert not wrong, f"installed != pinned: {wrong}"
-    missing = sorted(set(pinned) - set(installed))
-    assert not missing, f"pinned but not installed (stale pins: run `make lock`): {missing}"
+    absent = sorted(set(pinned) - set(installed))
+    assert not absent, f"pinned but not installed (stale pins: run `make lock`): {absent}"
